@@ -1,0 +1,839 @@
+"""asya actor runtime: serve one Python function to the asya sidecar.
+
+The sidecar (a Go process in the same pod) hands this process one message at
+a time over a Unix stream socket; this process calls the user's function and
+answers exactly once per message::
+
+    sidecar                                 asya_runtime.py
+    -------                                 ---------------
+    connect(ASYA_SOCKET_DIR/asya-runtime.sock)
+    send  [u32 length][UTF-8 JSON envelope]  ->  read frame, decode, validate
+                                                  call handler (payload|envelope mode)
+          [u32 length][UTF-8 JSON reply]     <-  build reply, write frame, close
+
+The file reads top to bottom in the order a message flows through it:
+
+    configuration  ->  framing  ->  handler loading  ->  envelope validation
+    ->  dispatch  ->  replies  ->  server loop  ->  main
+
+Only the standard library is used, and only what CPython 3.7 already has, so
+the same file runs inside any model image with whatever interpreter it ships.
+The wire protocol and the envelope contract are specified in docs/protocol.md.
+"""
+
+import collections
+import copy
+import importlib
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import stat
+import struct
+import sys
+import time
+import traceback
+
+SOCKET_NAME = "asya-runtime.sock"
+
+# Error codes carried in the "error" field of a reply.
+PROCESSING_ERROR = "processing_error"
+CONNECTION_ERROR = "connection_error"
+
+# The socket's directory is an emptyDir that only this pod's containers mount,
+# so the directory is the access boundary; the socket itself must be writable
+# by a sidecar running under another UID.
+SOCKET_MODE = 0o666
+
+LOG_LINE_LIMIT = 2000  # characters; keeps payload echoes out of the logs
+
+log = logging.getLogger("asya.runtime")
+
+
+# --------------------------------------------------------------------------
+# Configuration: read from the environment once, checked, then immutable.
+# --------------------------------------------------------------------------
+
+Config = collections.namedtuple(
+    "Config",
+    [
+        "socket_dir",
+        "handler",
+        "handler_mode",
+        "include_metadata",
+        "chunk_size",
+        "enable_validation",
+        "max_message_size",
+        "io_timeout",
+        "log_level",
+    ],
+)
+
+DEFAULT_SOCKET_DIR = "/var/run/asya"
+DEFAULT_CHUNK_SIZE = 4096
+DEFAULT_MAX_MESSAGE_SIZE = 128 * 1024 * 1024
+DEFAULT_IO_TIMEOUT = 30.0
+HANDLER_MODES = ("payload", "envelope")
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+TRUE_WORDS = ("true", "1", "yes")
+FALSE_WORDS = ("false", "0", "no")
+HANDLER_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+HANDLER_EXAMPLE = (
+    "e.g. ASYA_HANDLER=my_package.handler.process, or for a script "
+    "/foo/bar/script.py with a function predict: ASYA_HANDLER=script.predict "
+    "and PYTHONPATH=/foo/bar"
+)
+
+
+class StartupError(Exception):
+    """A mistake in the deployment; its message is the one line to print."""
+
+    exit_code = 2
+
+
+class HandlerLoadError(StartupError):
+    exit_code = 3
+
+    def __init__(self, message, show_traceback=False):
+        StartupError.__init__(self, message)
+        self.show_traceback = show_traceback
+
+
+def _parse_bool(environ, name, default):
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise StartupError(
+        "{}={!r} is not a boolean; set it to true/1/yes or false/0/no".format(name, raw)
+    )
+
+
+def _parse_positive_int(environ, name, default):
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise StartupError(
+            "{}={!r} is not a positive integer; set it to a number of bytes such as {}".format(
+                name, raw, default
+            )
+        )
+    return value
+
+
+def _parse_seconds(environ, name, default):
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise StartupError(
+            "{}={!r} is not a number of seconds; set it to e.g. {:g} (0 waits forever)".format(
+                name, raw, default
+            )
+        )
+    return value
+
+
+def load_config(environ):
+    """Build the immutable Config from an environment mapping, or raise StartupError."""
+    handler = environ.get("ASYA_HANDLER", "").strip()
+    if not handler:
+        raise StartupError("ASYA_HANDLER is not set; set it to module.function, " + HANDLER_EXAMPLE)
+    if not HANDLER_PATTERN.match(handler):
+        raise StartupError(
+            "ASYA_HANDLER={!r} is malformed; it must be a dotted module.function, {}".format(
+                handler, HANDLER_EXAMPLE
+            )
+        )
+
+    mode = environ.get("ASYA_HANDLER_MODE", "payload").strip().lower()
+    if mode not in HANDLER_MODES:
+        raise StartupError(
+            "ASYA_HANDLER_MODE={!r} is not a mode; set it to 'payload' or 'envelope'".format(
+                environ.get("ASYA_HANDLER_MODE")
+            )
+        )
+
+    log_level = environ.get("ASYA_LOG_LEVEL", "INFO").strip().upper()
+    if log_level not in LOG_LEVELS:
+        raise StartupError(
+            "ASYA_LOG_LEVEL={!r} is not a level; set it to one of {}".format(
+                environ.get("ASYA_LOG_LEVEL"), ", ".join(LOG_LEVELS)
+            )
+        )
+
+    socket_dir = environ.get("ASYA_SOCKET_DIR", "").strip() or DEFAULT_SOCKET_DIR
+    # sockaddr_un holds 108 bytes including the terminating NUL.
+    socket_path = os.path.join(socket_dir, SOCKET_NAME)
+    if len(os.fsencode(socket_path)) > 107:
+        raise StartupError(
+            "ASYA_SOCKET_DIR={!r} is too long: the socket path {!r} exceeds the 107 bytes "
+            "a Unix socket address allows; choose a shorter directory".format(socket_dir, socket_path)
+        )
+
+    return Config(
+        socket_dir=socket_dir,
+        handler=handler,
+        handler_mode=mode,
+        include_metadata=_parse_bool(environ, "ASYA_INCLUDE_METADATA", False),
+        chunk_size=_parse_positive_int(environ, "ASYA_CHUNK_SIZE", DEFAULT_CHUNK_SIZE),
+        enable_validation=_parse_bool(environ, "ASYA_ENABLE_VALIDATION", True),
+        max_message_size=_parse_positive_int(
+            environ, "ASYA_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE
+        ),
+        io_timeout=_parse_seconds(environ, "ASYA_IO_TIMEOUT", DEFAULT_IO_TIMEOUT),
+        log_level=log_level,
+    )
+
+
+# --------------------------------------------------------------------------
+# Framing: [4-byte big-endian unsigned length][that many bytes], both ways.
+# --------------------------------------------------------------------------
+
+HEADER = struct.Struct(">I")
+
+
+class ClientGone(Exception):
+    """The peer closed before sending a single byte: nothing to answer."""
+
+
+class FrameError(Exception):
+    """The frame could not be taken whole; answered with connection_error."""
+
+
+def set_io_timeout(conn, seconds):
+    """Bound every blocking read and write on conn by a kernel timeout.
+
+    SO_RCVTIMEO/SO_SNDTIMEO cost nothing per call, unlike socket.settimeout(),
+    which adds a poll() before every recv: at the default 4 KiB chunk size a
+    10 MiB frame takes about 2,560 receive calls.
+    """
+    if not seconds:
+        return
+    whole = int(seconds)
+    timeval = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
+def read_frame(conn, chunk_size, max_size):
+    """Return the frame's body as a bytearray, allocated once at its final size.
+
+    Each receive call asks for at most chunk_size bytes. A small frame usually
+    arrives with its header in the first call.
+    """
+    first = _recv_some(conn, chunk_size)
+    if not first:
+        raise ClientGone()
+    while len(first) < HEADER.size:
+        more = _recv_some(conn, chunk_size)
+        if not more:
+            raise FrameError(
+                "connection closed after {} of the 4 length bytes".format(len(first))
+            )
+        first += more
+    (length,) = HEADER.unpack_from(first)
+    if length > max_size:
+        raise FrameError(
+            "frame of {} bytes exceeds ASYA_MAX_MESSAGE_SIZE={}".format(length, max_size)
+        )
+
+    body = bytearray(length)
+    received = min(len(first) - HEADER.size, length)
+    body[:received] = first[HEADER.size:HEADER.size + received]
+    del first
+    view = memoryview(body)
+    try:
+        recv_into = conn.recv_into
+        while received < length:
+            try:
+                count = recv_into(view[received:], min(chunk_size, length - received))
+            except (socket.timeout, BlockingIOError):
+                raise FrameError(
+                    "peer sent nothing for too long after {} of {} bytes".format(received, length)
+                )
+            if not count:
+                raise FrameError(
+                    "connection closed after {} of {} body bytes".format(received, length)
+                )
+            received += count
+    finally:
+        view.release()
+    return body
+
+
+def _recv_some(conn, size):
+    try:
+        return conn.recv(size)
+    except (socket.timeout, BlockingIOError):
+        raise FrameError("peer sent no complete length header in time")
+    except ConnectionResetError:
+        return b""
+
+
+def write_frame(conn, data):
+    """Send header and body together, without copying the body."""
+    header = HEADER.pack(len(data))
+    sent = conn.sendmsg([header, data])
+    if sent < len(header):
+        conn.sendall(header[sent:])
+        sent = len(header)
+    if sent - len(header) < len(data):
+        conn.sendall(memoryview(data)[sent - len(header):])
+
+
+# --------------------------------------------------------------------------
+# Handler loading: ASYA_HANDLER=module.path.function through sys.path.
+# --------------------------------------------------------------------------
+
+
+def load_handler(spec):
+    """Import the module named by spec and return its callable, or raise HandlerLoadError."""
+    module_name, _, function_name = spec.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise HandlerLoadError(
+                "cannot import module {!r} named by ASYA_HANDLER={!r}: {}; "
+                "make it importable through PYTHONPATH (now {!r})".format(
+                    module_name, spec, exc, os.environ.get("PYTHONPATH", "")
+                )
+            )
+        raise HandlerLoadError(
+            "importing handler module {!r} failed: {}: {}".format(
+                module_name, type(exc).__name__, exc
+            ),
+            show_traceback=True,
+        )
+    except BaseException as exc:  # SyntaxError, SystemExit, anything the module raises
+        raise HandlerLoadError(
+            "importing handler module {!r} failed: {}: {}".format(
+                module_name, type(exc).__name__, exc
+            ),
+            show_traceback=True,
+        )
+
+    where = getattr(module, "__file__", None) or module_name
+    if not hasattr(module, function_name):
+        callables = sorted(
+            name
+            for name, value in vars(module).items()
+            if callable(value) and not name.startswith("_")
+            and getattr(value, "__module__", module_name) == module_name
+        )
+        raise HandlerLoadError(
+            "module {!r} ({}) has no attribute {!r} named by ASYA_HANDLER; "
+            "callables it defines: {}".format(
+                module_name, where, function_name, ", ".join(callables) or "none"
+            )
+        )
+    handler = getattr(module, function_name)
+    if not callable(handler):
+        raise HandlerLoadError(
+            "{!r} in module {!r} ({}) is a {}, not callable; point ASYA_HANDLER at a function".format(
+                function_name, module_name, where, type(handler).__name__
+            )
+        )
+    return handler
+
+
+# --------------------------------------------------------------------------
+# Envelope validation: the input envelope and envelope-mode route rules.
+# --------------------------------------------------------------------------
+
+
+class ProcessingError(Exception):
+    """A message the runtime cannot process; the text goes to the sidecar."""
+
+
+def _type_name(value):
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
+
+
+def validate_route(route, where="route"):
+    if not isinstance(route, dict):
+        raise ProcessingError("{} must be an object, got {}".format(where, _type_name(route)))
+    actors = route.get("actors")
+    if not isinstance(actors, list) or not actors:
+        raise ProcessingError("{}.actors must be a non-empty array of strings".format(where))
+    for index, actor in enumerate(actors):
+        if not isinstance(actor, str):
+            raise ProcessingError(
+                "{}.actors[{}] must be a string, got {}".format(where, index, _type_name(actor))
+            )
+    current = route.get("current")
+    if type(current) is not int:
+        raise ProcessingError(
+            "{}.current must be an integer, got {}".format(where, _type_name(current))
+        )
+    if not 0 <= current < len(actors):
+        raise ProcessingError(
+            "{}.current={} is out of range for {} actors".format(where, current, len(actors))
+        )
+
+
+def validate_envelope(envelope):
+    """Raise ProcessingError naming the first field that breaks the input contract."""
+    if not isinstance(envelope, dict):
+        raise ProcessingError("envelope must be a JSON object, got {}".format(_type_name(envelope)))
+    if "payload" not in envelope:
+        raise ProcessingError("envelope has no 'payload' field")
+    if "route" not in envelope:
+        raise ProcessingError("envelope has no 'route' field")
+    validate_route(envelope["route"])
+    if "headers" in envelope and not isinstance(envelope["headers"], dict):
+        raise ProcessingError(
+            "headers must be an object, got {}".format(_type_name(envelope["headers"]))
+        )
+    if "id" in envelope and not isinstance(envelope["id"], str):
+        raise ProcessingError("id must be a string, got {}".format(_type_name(envelope["id"])))
+
+
+def check_route_rules(before, after):
+    """Enforce what an envelope-mode handler may change in a route.
+
+    The steps up to and including `current` are history: they stay as they
+    were, and `current` itself does not move (the sidecar advances it). Steps
+    after `current` may be added, replaced or removed.
+    """
+    validate_route(after, "output route")
+    current = before["current"]
+    if after["current"] != current:
+        broken = "route.current must stay {} (the sidecar advances it), got {}".format(
+            current, after["current"]
+        )
+    elif after["actors"][:current + 1] != before["actors"][:current + 1]:
+        broken = (
+            "route.actors[0..{}] (processed steps and the current actor) must stay unchanged"
+        ).format(current)
+    else:
+        return
+    raise ProcessingError(
+        "route rule violated: {}; input route {}, output route {}".format(
+            broken, json.dumps(before), json.dumps(after, default=repr)
+        )
+    )
+
+
+# --------------------------------------------------------------------------
+# Dispatch: call the handler in payload or envelope mode; shape its result.
+# --------------------------------------------------------------------------
+
+METADATA_KEY = "_asya"
+
+
+def call_payload_mode(handler, envelope, include_metadata):
+    """f(payload) -> [] | [envelope, ...] | envelope, keeping route and headers."""
+    payload = envelope["payload"]
+    route = envelope["route"]
+    headers = envelope.get("headers")
+    if headers is None:
+        headers = {}
+    strip_metadata = include_metadata and isinstance(payload, dict)
+    if strip_metadata:
+        payload = dict(payload)
+        payload[METADATA_KEY] = {
+            "id": envelope.get("id"),
+            "route": copy.deepcopy(route),
+            "headers": copy.deepcopy(headers),
+        }
+
+    result = handler(payload)
+
+    def wrap(value):
+        if strip_metadata and isinstance(value, dict) and METADATA_KEY in value:
+            value = dict(value)
+            del value[METADATA_KEY]
+        out = {"payload": value, "route": route, "headers": headers}
+        if "id" in envelope:
+            out["id"] = envelope["id"]
+        return out
+
+    if result is None:
+        return []
+    if isinstance(result, (list, tuple)):
+        return [wrap(item) for item in result]
+    return wrap(result)
+
+
+def call_envelope_mode(handler, envelope, validate):
+    """f(envelope) -> [] | [envelope, ...] | envelope, with route rules enforced."""
+    if envelope.get("headers") is None:
+        envelope["headers"] = {}
+    # The handler may mutate what it is given; keep the input's route and
+    # headers for the defaults and the rule check.
+    route_before = copy.deepcopy(envelope["route"])
+    headers_before = copy.deepcopy(envelope["headers"])
+    message_id = envelope.get("id")
+
+    result = handler(envelope)
+
+    if result is None:
+        return []
+    many = isinstance(result, (list, tuple))
+    outputs = list(result) if many else [result]
+    for index, out in enumerate(outputs):
+        label = "result[{}]".format(index) if many else "result"
+        if not isinstance(out, dict) or "payload" not in out:
+            raise ProcessingError(
+                "envelope-mode handler must return an envelope (an object with 'payload'), "
+                "a list of envelopes, or None; {} is {}".format(
+                    label, "an object without 'payload'" if isinstance(out, dict) else _type_name(out)
+                )
+            )
+        if "route" not in out:
+            out["route"] = copy.deepcopy(route_before) if many else route_before
+        if "headers" not in out:
+            out["headers"] = copy.deepcopy(headers_before) if many else headers_before
+        if "id" not in out and message_id is not None:
+            out["id"] = message_id
+        if validate:
+            if not isinstance(out["headers"], dict):
+                raise ProcessingError(
+                    "{}.headers must be an object, got {}".format(label, _type_name(out["headers"]))
+                )
+            check_route_rules(route_before, out["route"])
+    return outputs if many else outputs[0]
+
+
+# --------------------------------------------------------------------------
+# Replies: the only place reply objects are built and serialised.
+# --------------------------------------------------------------------------
+
+_THIS_FILE = os.path.normcase(os.path.abspath(__file__))
+
+
+def _reject_constant(name):
+    raise ValueError("{} is not valid JSON".format(name))
+
+
+# Compact separators and raw UTF-8 keep frames small; allow_nan=False because
+# NaN and Infinity are not JSON and the sidecar could not parse them.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def ok_reply(result):
+    return {"status": "ok", "result": result}
+
+
+def error_reply(code, exc):
+    """Build the error reply for exc; the traceback starts at the user's code."""
+    tb = exc.__traceback__
+    while tb is not None and os.path.normcase(tb.tb_frame.f_code.co_filename) == _THIS_FILE:
+        tb = tb.tb_next
+    if isinstance(exc, (ProcessingError, FrameError)):
+        message = str(exc)
+    else:
+        message = "{}: {}".format(type(exc).__name__, exc) if str(exc) else type(exc).__name__
+    return {
+        "status": "error",
+        "error": code,
+        "message": message,
+        "type": type(exc).__name__,
+        "traceback": "".join(traceback.format_exception(type(exc), exc, tb)),
+    }
+
+
+def encode_reply(reply):
+    """Serialise a reply to UTF-8 bytes; raise ProcessingError if it is not JSON."""
+    try:
+        text = _ENCODER.encode(reply)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ProcessingError("handler result is not JSON-serialisable: {}".format(exc))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates (legal in Python str, not in UTF-8): escape them.
+        return _ASCII_ENCODER.encode(reply).encode("ascii")
+
+
+def encode_error(code, exc):
+    return _ASCII_ENCODER.encode(error_reply(code, exc)).encode("ascii")
+
+
+def _for_log(text):
+    text = str(text).replace("\n", "\\n")
+    if len(text) > LOG_LINE_LIMIT:
+        return "{}... ({} characters cut)".format(text[:LOG_LINE_LIMIT], len(text) - LOG_LINE_LIMIT)
+    return text
+
+
+# --------------------------------------------------------------------------
+# Server loop: accept, answer one message, close; one connection at a time.
+# --------------------------------------------------------------------------
+
+
+class ActorServer(object):
+    """Serves config.handler on a Unix socket until shutdown() or a stop signal."""
+
+    def __init__(self, config, handler):
+        self.config = config
+        self.handler = handler
+        self.socket_path = os.path.join(config.socket_dir, SOCKET_NAME)
+        self._listener = None
+        self._socket_inode = None
+        self._stopping = False
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def bind(self):
+        """Create the listening socket; its appearance at socket_path means ready.
+
+        The socket is bound under a temporary name and renamed into place, so
+        a client never finds a path that is not yet listening, and a stale
+        socket left by a killed runtime is replaced atomically.
+        """
+        try:
+            os.makedirs(self.config.socket_dir, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(
+                "cannot create ASYA_SOCKET_DIR={!r}: {}".format(self.config.socket_dir, exc.strerror)
+            )
+        self._refuse_foreign_file()
+        temp_path = "{}.{}.tmp".format(self.socket_path, os.getpid())
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if os.path.lexists(temp_path):
+                os.unlink(temp_path)
+            listener.bind(temp_path)
+            os.chmod(temp_path, SOCKET_MODE)
+            listener.listen(128)
+            os.rename(temp_path, self.socket_path)
+        except OSError as exc:
+            listener.close()
+            raise StartupError(
+                "cannot listen on {!r}: {}; check that ASYA_SOCKET_DIR is writable".format(
+                    self.socket_path, exc.strerror or exc
+                )
+            )
+        self._socket_inode = os.stat(self.socket_path).st_ino
+        self._listener = listener
+
+    def _refuse_foreign_file(self):
+        try:
+            mode = os.lstat(self.socket_path).st_mode
+        except OSError:
+            return
+        if not stat.S_ISSOCK(mode):
+            raise StartupError(
+                "{!r} exists and is not a socket; remove it or choose another ASYA_SOCKET_DIR".format(
+                    self.socket_path
+                )
+            )
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self.socket_path)
+        except OSError:
+            return  # stale: nobody listens; bind() replaces it
+        finally:
+            probe.close()
+        raise StartupError(
+            "another process already serves {!r}; give each runtime its own ASYA_SOCKET_DIR".format(
+                self.socket_path
+            )
+        )
+
+    def shutdown(self, *_signal_args):
+        """Stop accepting; the message in flight, if any, is still answered.
+
+        Safe to call from a signal handler: shutting down the listener wakes
+        a blocked accept() with an error instead of waiting for a client.
+        """
+        self._stopping = True
+        if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        """Remove our socket file (only if it is still ours) and the listener."""
+        try:
+            if os.stat(self.socket_path).st_ino == self._socket_inode:
+                os.unlink(self.socket_path)
+        except OSError:
+            pass
+        if self._listener is not None:
+            self._listener.close()
+
+    def serve_forever(self):
+        while not self._stopping:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError as exc:
+                if self._stopping:
+                    break
+                # EMFILE and friends: back off instead of dying or spinning.
+                log.error("accept failed: %s", exc)
+                time.sleep(0.1)
+                continue
+            try:
+                self.handle_connection(conn)
+            except Exception:  # never let one connection end the server
+                log.exception("unexpected failure while handling a connection")
+            finally:
+                conn.close()
+
+    # -- one message ---------------------------------------------------------
+
+    def handle_connection(self, conn):
+        """Read one frame, answer it once.
+
+        The stages run in one function so each large intermediate (frame
+        bytes, text, parsed message, reply text) is released as soon as the
+        next one exists: peak memory stays near twice the message size.
+        """
+        config = self.config
+        set_io_timeout(conn, config.io_timeout)
+        try:
+            frame = read_frame(conn, config.chunk_size, config.max_message_size)
+        except ClientGone:
+            log.debug("client closed without sending a frame")
+            return
+        except FrameError as exc:
+            log.error("[id=-] connection_error: %s", exc)
+            self._send(conn, encode_error(CONNECTION_ERROR, exc), None)
+            return
+        except OSError as exc:
+            log.warning("client vanished while sending: %s", exc)
+            return
+
+        message_id = None
+        try:
+            try:
+                text = frame.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ProcessingError("message is not valid UTF-8: {}".format(exc))
+            del frame
+            try:
+                envelope = _DECODER.decode(text)
+            except (ValueError, RecursionError) as exc:
+                raise ProcessingError("message is not valid JSON: {}".format(exc))
+            del text
+            if isinstance(envelope, dict) and isinstance(envelope.get("id"), str):
+                message_id = envelope["id"]
+            if config.enable_validation:
+                validate_envelope(envelope)
+            elif not isinstance(envelope, dict) or "payload" not in envelope:
+                raise ProcessingError("envelope must be a JSON object with a 'payload' field")
+            result = self.dispatch(envelope)
+            del envelope
+            data = encode_reply(ok_reply(result))
+            del result
+        except BaseException as exc:  # a handler may raise anything, SystemExit included
+            log.error(
+                "[id=%s] processing_error: %s",
+                message_id if message_id is not None else "-",
+                _for_log(error_reply(PROCESSING_ERROR, exc)["message"]),
+            )
+            data = encode_error(PROCESSING_ERROR, exc)
+        self._send(conn, data, message_id)
+
+    def dispatch(self, envelope):
+        if self.config.handler_mode == "envelope":
+            return call_envelope_mode(self.handler, envelope, self.config.enable_validation)
+        if "route" not in envelope:  # validation off and no route: nothing to keep
+            envelope["route"] = None
+        return call_payload_mode(self.handler, envelope, self.config.include_metadata)
+
+    def _send(self, conn, data, message_id):
+        try:
+            write_frame(conn, data)
+        except OSError as exc:
+            log.warning(
+                "[id=%s] reply not delivered (client gone or stalled): %s",
+                message_id if message_id is not None else "-",
+                exc.strerror or exc,
+            )
+            return
+        # Tell the client the reply is complete even if it sends more.
+        try:
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------
+# main: configure, load the handler, then (and only then) open the socket.
+# --------------------------------------------------------------------------
+
+
+def main(environ=None):
+    environ = os.environ if environ is None else environ
+    try:
+        config = load_config(environ)
+        handler = load_handler(config.handler)
+    except StartupError as exc:
+        sys.stderr.write("asya-runtime: error: {}\n".format(exc))
+        if getattr(exc, "show_traceback", False) and exc.__cause__ is None:
+            cause = exc.__context__
+            traceback.print_exception(type(cause), cause, _user_traceback(cause), file=sys.stderr)
+        sys.stderr.flush()
+        return exc.exit_code
+
+    logging.basicConfig(
+        level=config.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s asya-runtime: %(message)s",
+    )
+    server = ActorServer(config, handler)
+    # Installed before the socket exists, so no stop signal can leave it stale.
+    signal.signal(signal.SIGTERM, server.shutdown)
+    signal.signal(signal.SIGINT, server.shutdown)
+    try:
+        server.bind()
+    except StartupError as exc:
+        sys.stderr.write("asya-runtime: error: {}\n".format(exc))
+        return exc.exit_code
+    log.info(
+        "ready: python %s, handler %s, mode %s, socket %s, max message %d bytes, chunk %d bytes, "
+        "validation %s",
+        sys.version.split()[0],
+        config.handler,
+        config.handler_mode,
+        server.socket_path,
+        config.max_message_size,
+        config.chunk_size,
+        "on" if config.enable_validation else "off",
+    )
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
+    log.info("stopped: socket %s removed", server.socket_path)
+    return 0
+
+
+def _user_traceback(exc):
+    tb = exc.__traceback__
+    while tb is not None and (
+        os.path.normcase(tb.tb_frame.f_code.co_filename) == _THIS_FILE
+        or tb.tb_frame.f_code.co_filename.startswith("<frozen importlib")
+    ):
+        tb = tb.tb_next
+    return tb
+
+
+if __name__ == "__main__":
+    sys.exit(main())
