@@ -110,9 +110,7 @@ def _parse_bool(environ, name, default):
         return True
     if word in FALSE_WORDS:
         return False
-    raise StartupError(
-        "{}={!r} is not a boolean; set it to true/1/yes or false/0/no".format(name, raw)
-    )
+    raise StartupError(f"{name}={raw!r} is not a boolean; set it to true/1/yes or false/0/no")
 
 
 def _parse_positive_int(environ, name, default):
@@ -125,9 +123,7 @@ def _parse_positive_int(environ, name, default):
         value = 0
     if value <= 0:
         raise StartupError(
-            "{}={!r} is not a positive integer; set it to a number of bytes such as {}".format(
-                name, raw, default
-            )
+            f"{name}={raw!r} is not a positive integer; set it to a number of bytes such as {default}"
         )
     return value
 
@@ -142,9 +138,7 @@ def _parse_seconds(environ, name, default):
         value = -1.0
     if not value >= 0 or value == float("inf"):
         raise StartupError(
-            "{}={!r} is not a number of seconds; set it to e.g. {:g} (0 waits forever)".format(
-                name, raw, default
-            )
+            f"{name}={raw!r} is not a number of seconds; set it to e.g. {default:g} (0 waits forever)"
         )
     return value
 
@@ -156,9 +150,7 @@ def load_config(environ):
         raise StartupError("ASYA_HANDLER is not set; set it to module.function, " + HANDLER_EXAMPLE)
     if not HANDLER_PATTERN.match(handler):
         raise StartupError(
-            "ASYA_HANDLER={!r} is malformed; it must be a dotted module.function, {}".format(
-                handler, HANDLER_EXAMPLE
-            )
+            f"ASYA_HANDLER={handler!r} is malformed; it must be a dotted module.function, {HANDLER_EXAMPLE}"
         )
 
     mode = environ.get("ASYA_HANDLER_MODE", "payload").strip().lower()
@@ -182,8 +174,8 @@ def load_config(environ):
     socket_path = os.path.join(socket_dir, SOCKET_NAME)
     if len(os.fsencode(socket_path)) > 107:
         raise StartupError(
-            "ASYA_SOCKET_DIR={!r} is too long: the socket path {!r} exceeds the 107 bytes "
-            "a Unix socket address allows; choose a shorter directory".format(socket_dir, socket_path)
+            f"ASYA_SOCKET_DIR={socket_dir!r} is too long: the socket path {socket_path!r} exceeds the 107 bytes "
+            "a Unix socket address allows; choose a shorter directory"
         )
 
     return Config(
@@ -193,9 +185,7 @@ def load_config(environ):
         include_metadata=_parse_bool(environ, "ASYA_INCLUDE_METADATA", False),
         chunk_size=_parse_positive_int(environ, "ASYA_CHUNK_SIZE", DEFAULT_CHUNK_SIZE),
         enable_validation=_parse_bool(environ, "ASYA_ENABLE_VALIDATION", True),
-        max_message_size=_parse_positive_int(
-            environ, "ASYA_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE
-        ),
+        max_message_size=_parse_positive_int(environ, "ASYA_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE),
         io_timeout=_parse_seconds(environ, "ASYA_IO_TIMEOUT", DEFAULT_IO_TIMEOUT),
         log_level=log_level,
     )
@@ -243,19 +233,15 @@ def read_frame(conn, chunk_size, max_size):
     while len(first) < HEADER.size:
         more = _recv_some(conn, chunk_size)
         if not more:
-            raise FrameError(
-                "connection closed after {} of the 4 length bytes".format(len(first))
-            )
+            raise FrameError(f"connection closed after {len(first)} of the 4 length bytes")
         first += more
     (length,) = HEADER.unpack_from(first)
     if length > max_size:
-        raise FrameError(
-            "frame of {} bytes exceeds ASYA_MAX_MESSAGE_SIZE={}".format(length, max_size)
-        )
+        raise FrameError(f"frame of {length} bytes exceeds ASYA_MAX_MESSAGE_SIZE={max_size}")
 
     body = bytearray(length)
     received = min(len(first) - HEADER.size, length)
-    body[:received] = first[HEADER.size:HEADER.size + received]
+    body[:received] = first[HEADER.size : HEADER.size + received]
     del first
     view = memoryview(body)
     try:
@@ -264,13 +250,9 @@ def read_frame(conn, chunk_size, max_size):
             try:
                 count = recv_into(view[received:], min(chunk_size, length - received))
             except (socket.timeout, BlockingIOError):
-                raise FrameError(
-                    "peer sent nothing for too long after {} of {} bytes".format(received, length)
-                )
+                raise FrameError(f"peer sent nothing for too long after {received} of {length} bytes")
             if not count:
-                raise FrameError(
-                    "connection closed after {} of {} body bytes".format(received, length)
-                )
+                raise FrameError(f"connection closed after {received} of {length} body bytes")
             received += count
     finally:
         view.release()
@@ -294,7 +276,7 @@ def write_frame(conn, data):
         conn.sendall(header[sent:])
         sent = len(header)
     if sent - len(header) < len(data):
-        conn.sendall(memoryview(data)[sent - len(header):])
+        conn.sendall(memoryview(data)[sent - len(header) :])
 
 
 # --------------------------------------------------------------------------
@@ -317,16 +299,12 @@ def load_handler(spec):
                 )
             )
         raise HandlerLoadError(
-            "importing handler module {!r} failed: {}: {}".format(
-                module_name, type(exc).__name__, exc
-            ),
+            f"importing handler module {module_name!r} failed: {type(exc).__name__}: {exc}",
             show_traceback=True,
         )
     except BaseException as exc:  # SyntaxError, SystemExit, anything the module raises
         raise HandlerLoadError(
-            "importing handler module {!r} failed: {}: {}".format(
-                module_name, type(exc).__name__, exc
-            ),
+            f"importing handler module {module_name!r} failed: {type(exc).__name__}: {exc}",
             show_traceback=True,
         )
 
@@ -335,21 +313,19 @@ def load_handler(spec):
         callables = sorted(
             name
             for name, value in vars(module).items()
-            if callable(value) and not name.startswith("_")
+            if callable(value)
+            and not name.startswith("_")
             and getattr(value, "__module__", module_name) == module_name
         )
         raise HandlerLoadError(
-            "module {!r} ({}) has no attribute {!r} named by ASYA_HANDLER; "
-            "callables it defines: {}".format(
+            "module {!r} ({}) has no attribute {!r} named by ASYA_HANDLER; callables it defines: {}".format(
                 module_name, where, function_name, ", ".join(callables) or "none"
             )
         )
     handler = getattr(module, function_name)
     if not callable(handler):
         raise HandlerLoadError(
-            "{!r} in module {!r} ({}) is a {}, not callable; point ASYA_HANDLER at a function".format(
-                function_name, module_name, where, type(handler).__name__
-            )
+            f"{function_name!r} in module {module_name!r} ({where}) is a {type(handler).__name__}, not callable; point ASYA_HANDLER at a function"
         )
     return handler
 
@@ -371,39 +347,31 @@ def _type_name(value):
 
 def validate_route(route, where="route"):
     if not isinstance(route, dict):
-        raise ProcessingError("{} must be an object, got {}".format(where, _type_name(route)))
+        raise ProcessingError(f"{where} must be an object, got {_type_name(route)}")
     actors = route.get("actors")
     if not isinstance(actors, list) or not actors:
-        raise ProcessingError("{}.actors must be a non-empty array of strings".format(where))
+        raise ProcessingError(f"{where}.actors must be a non-empty array of strings")
     for index, actor in enumerate(actors):
         if not isinstance(actor, str):
-            raise ProcessingError(
-                "{}.actors[{}] must be a string, got {}".format(where, index, _type_name(actor))
-            )
+            raise ProcessingError(f"{where}.actors[{index}] must be a string, got {_type_name(actor)}")
     current = route.get("current")
     if type(current) is not int:
-        raise ProcessingError(
-            "{}.current must be an integer, got {}".format(where, _type_name(current))
-        )
+        raise ProcessingError(f"{where}.current must be an integer, got {_type_name(current)}")
     if not 0 <= current < len(actors):
-        raise ProcessingError(
-            "{}.current={} is out of range for {} actors".format(where, current, len(actors))
-        )
+        raise ProcessingError(f"{where}.current={current} is out of range for {len(actors)} actors")
 
 
 def validate_envelope(envelope):
     """Raise ProcessingError naming the first field that breaks the input contract."""
     if not isinstance(envelope, dict):
-        raise ProcessingError("envelope must be a JSON object, got {}".format(_type_name(envelope)))
+        raise ProcessingError(f"envelope must be a JSON object, got {_type_name(envelope)}")
     if "payload" not in envelope:
         raise ProcessingError("envelope has no 'payload' field")
     if "route" not in envelope:
         raise ProcessingError("envelope has no 'route' field")
     validate_route(envelope["route"])
     if "headers" in envelope and not isinstance(envelope["headers"], dict):
-        raise ProcessingError(
-            "headers must be an object, got {}".format(_type_name(envelope["headers"]))
-        )
+        raise ProcessingError("headers must be an object, got {}".format(_type_name(envelope["headers"])))
     if "id" in envelope and not isinstance(envelope["id"], str):
         raise ProcessingError("id must be a string, got {}".format(_type_name(envelope["id"])))
 
@@ -421,16 +389,12 @@ def check_route_rules(before, after):
         broken = "route.current must stay {} (the sidecar advances it), got {}".format(
             current, after["current"]
         )
-    elif after["actors"][:current + 1] != before["actors"][:current + 1]:
-        broken = (
-            "route.actors[0..{}] (processed steps and the current actor) must stay unchanged"
-        ).format(current)
+    elif after["actors"][: current + 1] != before["actors"][: current + 1]:
+        broken = f"route.actors[0..{current}] (processed steps and the current actor) must stay unchanged"
     else:
         return
     raise ProcessingError(
-        "route rule violated: {}; input route {}, output route {}".format(
-            broken, json.dumps(before), json.dumps(after, default=repr)
-        )
+        f"route rule violated: {broken}; input route {json.dumps(before)}, output route {json.dumps(after, default=repr)}"
     )
 
 
@@ -492,7 +456,7 @@ def call_envelope_mode(handler, envelope, validate):
     many = isinstance(result, (list, tuple))
     outputs = list(result) if many else [result]
     for index, out in enumerate(outputs):
-        label = "result[{}]".format(index) if many else "result"
+        label = f"result[{index}]" if many else "result"
         if not isinstance(out, dict) or "payload" not in out:
             raise ProcessingError(
                 "envelope-mode handler must return an envelope (an object with 'payload'), "
@@ -523,7 +487,7 @@ _THIS_FILE = os.path.normcase(os.path.abspath(__file__))
 
 
 def _reject_constant(name):
-    raise ValueError("{} is not valid JSON".format(name))
+    raise ValueError(f"{name} is not valid JSON")
 
 
 # Compact separators and raw UTF-8 keep frames small; allow_nan=False because
@@ -545,7 +509,7 @@ def error_reply(code, exc):
     if isinstance(exc, (ProcessingError, FrameError)):
         message = str(exc)
     else:
-        message = "{}: {}".format(type(exc).__name__, exc) if str(exc) else type(exc).__name__
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return {
         "status": "error",
         "error": code,
@@ -560,7 +524,7 @@ def encode_reply(reply):
     try:
         text = _ENCODER.encode(reply)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise ProcessingError("handler result is not JSON-serialisable: {}".format(exc))
+        raise ProcessingError(f"handler result is not JSON-serialisable: {exc}")
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
@@ -575,7 +539,7 @@ def encode_error(code, exc):
 def _for_log(text):
     text = str(text).replace("\n", "\\n")
     if len(text) > LOG_LINE_LIMIT:
-        return "{}... ({} characters cut)".format(text[:LOG_LINE_LIMIT], len(text) - LOG_LINE_LIMIT)
+        return f"{text[:LOG_LINE_LIMIT]}... ({len(text) - LOG_LINE_LIMIT} characters cut)"
     return text
 
 
@@ -584,7 +548,7 @@ def _for_log(text):
 # --------------------------------------------------------------------------
 
 
-class ActorServer(object):
+class ActorServer:
     """Serves config.handler on a Unix socket until shutdown() or a stop signal."""
 
     def __init__(self, config, handler):
@@ -607,11 +571,9 @@ class ActorServer(object):
         try:
             os.makedirs(self.config.socket_dir, exist_ok=True)
         except OSError as exc:
-            raise StartupError(
-                "cannot create ASYA_SOCKET_DIR={!r}: {}".format(self.config.socket_dir, exc.strerror)
-            )
+            raise StartupError(f"cannot create ASYA_SOCKET_DIR={self.config.socket_dir!r}: {exc.strerror}")
         self._refuse_foreign_file()
-        temp_path = "{}.{}.tmp".format(self.socket_path, os.getpid())
+        temp_path = f"{self.socket_path}.{os.getpid()}.tmp"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             if os.path.lexists(temp_path):
@@ -623,9 +585,7 @@ class ActorServer(object):
         except OSError as exc:
             listener.close()
             raise StartupError(
-                "cannot listen on {!r}: {}; check that ASYA_SOCKET_DIR is writable".format(
-                    self.socket_path, exc.strerror or exc
-                )
+                f"cannot listen on {self.socket_path!r}: {exc.strerror or exc}; check that ASYA_SOCKET_DIR is writable"
             )
         self._socket_inode = os.stat(self.socket_path).st_ino
         self._listener = listener
@@ -637,9 +597,7 @@ class ActorServer(object):
             return
         if not stat.S_ISSOCK(mode):
             raise StartupError(
-                "{!r} exists and is not a socket; remove it or choose another ASYA_SOCKET_DIR".format(
-                    self.socket_path
-                )
+                f"{self.socket_path!r} exists and is not a socket; remove it or choose another ASYA_SOCKET_DIR"
             )
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -649,9 +607,7 @@ class ActorServer(object):
         finally:
             probe.close()
         raise StartupError(
-            "another process already serves {!r}; give each runtime its own ASYA_SOCKET_DIR".format(
-                self.socket_path
-            )
+            f"another process already serves {self.socket_path!r}; give each runtime its own ASYA_SOCKET_DIR"
         )
 
     def shutdown(self, *_signal_args):
@@ -724,12 +680,12 @@ class ActorServer(object):
             try:
                 text = frame.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise ProcessingError("message is not valid UTF-8: {}".format(exc))
+                raise ProcessingError(f"message is not valid UTF-8: {exc}")
             del frame
             try:
                 envelope = _DECODER.decode(text)
             except (ValueError, RecursionError) as exc:
-                raise ProcessingError("message is not valid JSON: {}".format(exc))
+                raise ProcessingError(f"message is not valid JSON: {exc}")
             del text
             if isinstance(envelope, dict) and isinstance(envelope.get("id"), str):
                 message_id = envelope["id"]
@@ -785,7 +741,7 @@ def main(environ=None):
         config = load_config(environ)
         handler = load_handler(config.handler)
     except StartupError as exc:
-        sys.stderr.write("asya-runtime: error: {}\n".format(exc))
+        sys.stderr.write(f"asya-runtime: error: {exc}\n")
         if getattr(exc, "show_traceback", False) and exc.__cause__ is None:
             cause = exc.__context__
             traceback.print_exception(type(cause), cause, _user_traceback(cause), file=sys.stderr)
@@ -804,7 +760,7 @@ def main(environ=None):
     try:
         server.bind()
     except StartupError as exc:
-        sys.stderr.write("asya-runtime: error: {}\n".format(exc))
+        sys.stderr.write(f"asya-runtime: error: {exc}\n")
         return exc.exit_code
     log.info(
         "ready: python %s, handler %s, mode %s, socket %s, max message %d bytes, chunk %d bytes, "
