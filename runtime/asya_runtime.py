@@ -263,7 +263,7 @@ def _recv_some(conn, size):
     try:
         return conn.recv(size)
     except (socket.timeout, BlockingIOError):
-        raise FrameError("peer sent no complete length header in time")
+        raise FrameError("peer sent no complete length header in time") from None
     except ConnectionResetError:
         return b""
 
@@ -383,15 +383,21 @@ def check_route_rules(before, after):
     were, and `current` itself does not move (the sidecar advances it). Steps
     after `current` may be added, replaced or removed.
     """
-    validate_route(after, "output route")
+    if (
+        not isinstance(after, dict)
+        or not isinstance(after.get("actors"), list)
+        or not after["actors"]
+        or type(after.get("current")) is not int
+    ):
+        validate_route(after, "output route")  # raises: names the malformed field
     current = before["current"]
     if after["current"] != current:
-        broken = "route.current must stay {} (the sidecar advances it), got {}".format(
-            current, after["current"]
-        )
+        broken = f"route.current must stay {current} (the sidecar advances it), got {after['current']}"
     elif after["actors"][: current + 1] != before["actors"][: current + 1]:
         broken = f"route.actors[0..{current}] (processed steps and the current actor) must stay unchanged"
     else:
+        # The history is intact; what remains is the shape of the new steps.
+        validate_route(after, "output route")
         return
     raise ProcessingError(
         f"route rule violated: {broken}; input route {json.dumps(before)}, output route {json.dumps(after, default=repr)}"
@@ -445,7 +451,7 @@ def call_envelope_mode(handler, envelope, validate):
         envelope["headers"] = {}
     # The handler may mutate what it is given; keep the input's route and
     # headers for the defaults and the rule check.
-    route_before = copy.deepcopy(envelope["route"])
+    route_before = copy.deepcopy(envelope.get("route"))  # absent only with validation off
     headers_before = copy.deepcopy(envelope["headers"])
     message_id = envelope.get("id")
 
@@ -464,7 +470,7 @@ def call_envelope_mode(handler, envelope, validate):
                     label, "an object without 'payload'" if isinstance(out, dict) else _type_name(out)
                 )
             )
-        if "route" not in out:
+        if "route" not in out and route_before is not None:
             out["route"] = copy.deepcopy(route_before) if many else route_before
         if "headers" not in out:
             out["headers"] = copy.deepcopy(headers_before) if many else headers_before
@@ -515,7 +521,13 @@ def error_reply(code, exc):
         "error": code,
         "message": message,
         "type": type(exc).__name__,
-        "traceback": "".join(traceback.format_exception(type(exc), exc, tb)),
+        "traceback": "".join(
+            # The runtime's own errors carry only their final line: their
+            # causes are runtime internals, already summarised in the message.
+            traceback.format_exception_only(type(exc), exc)
+            if isinstance(exc, (ProcessingError, FrameError))
+            else traceback.format_exception(type(exc), exc, tb)
+        ),
     }
 
 
@@ -524,7 +536,7 @@ def encode_reply(reply):
     try:
         text = _ENCODER.encode(reply)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise ProcessingError(f"handler result is not JSON-serialisable: {exc}")
+        raise ProcessingError(f"handler result is not JSON-serialisable: {exc}") from None
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
@@ -680,12 +692,12 @@ class ActorServer:
             try:
                 text = frame.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise ProcessingError(f"message is not valid UTF-8: {exc}")
+                raise ProcessingError(f"message is not valid UTF-8: {exc}") from None
             del frame
             try:
                 envelope = _DECODER.decode(text)
             except (ValueError, RecursionError) as exc:
-                raise ProcessingError(f"message is not valid JSON: {exc}")
+                raise ProcessingError(f"message is not valid JSON: {exc}") from None
             del text
             if isinstance(envelope, dict) and isinstance(envelope.get("id"), str):
                 message_id = envelope["id"]
