@@ -35,6 +35,17 @@ $(HELM): tools/fetch_helm.py | $(VENV)/.installed
 .PHONY: helm
 helm: $(HELM) ## install the pinned helm binary into .tools/bin
 
+# ---------------------------------------------------------------- the chart
+.PHONY: lint-chart
+lint-chart: helm ## helm lint --strict charts/asya-actor with each ci/ values file
+	@for values in charts/asya-actor/ci/*.yaml; do \
+		$(HELM) lint --strict --quiet charts/asya-actor --values $$values || exit 1; \
+	done
+
+.PHONY: test-chart
+test-chart: venv helm ## chart tests: lint, render, kubernetes-validate, structure, failures (~10 s)
+	$(PYTEST) tests/chart
+
 .PHONY: podman
 podman: ## install podman (Debian packages) and write .tools/containers.conf
 	bash tools/install-podman.sh $(TOOLS)
@@ -46,6 +57,10 @@ base-images: podman ## build the local base images (debootstrap; no registry nee
 .PHONY: images
 images: base-images ## build every image with podman (runtime, sidecar, e2e models)
 	bash tools/build-images.sh
+
+.PHONY: lint-dockerfiles
+lint-dockerfiles: venv ## hadolint every Dockerfile under images/ and e2e/
+	bash tools/lint-dockerfiles.sh $(VENV)/bin/hadolint
 
 # ---------------------------------------------------------------- the runtime
 .PHONY: lint
@@ -61,6 +76,16 @@ test-runtime: venv ## runtime unit tests + black-box tests on every Python 3.7..
 .PHONY: test-cov
 test-cov: venv ## runtime tests with a line-coverage report of asya_runtime.py
 	$(PYTEST) runtime/tests --cov=asya_runtime --cov-report=term-missing
+
+# ---------------------------------------------------------------- fake sidecar and demo
+.PHONY: demo
+demo: ## run the example pipeline as local processes and show where each message went (~1 s, plain python3)
+	$(PYTHON) e2e/demo.py
+
+.PHONY: test-sidecar
+test-sidecar: venv ## fake sidecar + queue tests against the real runtime as processes, 3.7 check (~20 s)
+	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips e2e/sidecar/asya_sidecar e2e/demo.py examples
+	$(PYTEST) --timeout 300 e2e/sidecar/tests
 
 # ---------------------------------------------------------------- test suite
 .PHONY: test
