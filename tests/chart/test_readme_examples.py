@@ -1,0 +1,31 @@
+"""The `helm install` examples in the README must work as written."""
+
+import re
+
+import pytest
+import yaml
+from chart_helpers import REPO_ROOT, pod_spec
+
+README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+EXAMPLES = re.findall(r"helm install (\S+) charts/asya-actor -f - <<'EOF'\n(.*?)\nEOF", README, re.S)
+
+
+def test_readme_has_both_install_examples():
+    assert [release for release, _ in EXAMPLES] == ["thumbnailer", "scorer"]
+
+
+@pytest.mark.parametrize("release, values_text", EXAMPLES, ids=[release for release, _ in EXAMPLES])
+def test_readme_example_renders_the_handler_it_promises(chart, release, values_text):
+    values = yaml.safe_load(values_text)
+    docs = chart.template(values=values, release=release)
+    spec = pod_spec(docs)
+    runtime = next(c for c in spec["containers"] if c["name"] == "asya-runtime")
+    env = {item["name"]: item.get("value") for item in runtime["env"]}
+    python = values["workload"].get("pythonExecutable", "python3")
+    assert runtime["command"] == [python, "/opt/asya/asya_runtime.py"]
+    handler = values.get("handler") or next(
+        e["value"] for e in values["workload"]["template"]["spec"]["containers"][0]["env"]
+        if e["name"] == "ASYA_HANDLER"
+    )
+    assert env["ASYA_HANDLER"] == handler
+    assert env["PYTHONPATH"] in ("/app", "/foo/bar")
