@@ -1,0 +1,5 @@
+"""Payload mode: returns the payload unchanged (one output per message)."""
+
+
+def handle(payload):
+    return payload
