@@ -389,7 +389,13 @@ def check_route_rules(before, after):
         or not after["actors"]
         or type(after.get("current")) is not int
     ):
-        validate_route(after, "output route")  # raises: names the malformed field
+        try:
+            validate_route(after, "output route")  # raises: names the malformed field
+        except ProcessingError as exc:
+            raise ProcessingError(
+                f"route rule violated: {exc}; input route {json.dumps(before)}, "
+                f"output route {json.dumps(after, default=repr)}"
+            ) from None
     current = before["current"]
     if after["current"] != current:
         broken = f"route.current must stay {current} (the sidecar advances it), got {after['current']}"
@@ -512,23 +518,32 @@ def error_reply(code, exc):
     tb = exc.__traceback__
     while tb is not None and os.path.normcase(tb.tb_frame.f_code.co_filename) == _THIS_FILE:
         tb = tb.tb_next
+    try:
+        text = str(exc)
+    except Exception:  # a user exception whose __str__ is itself broken
+        text = "<str() of the exception failed>"
     if isinstance(exc, (ProcessingError, FrameError)):
-        message = str(exc)
+        message = text
     else:
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return {
         "status": "error",
         "error": code,
         "message": message,
         "type": type(exc).__name__,
-        "traceback": "".join(
+        "traceback": _format_traceback(exc, tb),
+    }
+
+
+def _format_traceback(exc, tb):
+    try:
+        if isinstance(exc, (ProcessingError, FrameError)):
             # The runtime's own errors carry only their final line: their
             # causes are runtime internals, already summarised in the message.
-            traceback.format_exception_only(type(exc), exc)
-            if isinstance(exc, (ProcessingError, FrameError))
-            else traceback.format_exception(type(exc), exc, tb)
-        ),
-    }
+            return "".join(traceback.format_exception_only(type(exc), exc))
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:  # a broken user exception must not cost the reply
+        return ""
 
 
 def encode_reply(reply):
@@ -544,8 +559,9 @@ def encode_reply(reply):
         return _ASCII_ENCODER.encode(reply).encode("ascii")
 
 
-def encode_error(code, exc):
-    return _ASCII_ENCODER.encode(error_reply(code, exc)).encode("ascii")
+def encode_error(reply):
+    """Error replies hold only strings, so ASCII JSON of them cannot fail."""
+    return _ASCII_ENCODER.encode(reply).encode("ascii")
 
 
 def _for_log(text):
@@ -581,7 +597,11 @@ class ActorServer:
         socket left by a killed runtime is replaced atomically.
         """
         try:
-            os.makedirs(self.config.socket_dir, exist_ok=True)
+            if not os.path.isdir(self.config.socket_dir):
+                os.makedirs(self.config.socket_dir, exist_ok=True)
+                # Whatever the umask: a sidecar under another UID must reach
+                # the socket (others may connect, not write the directory).
+                os.chmod(self.config.socket_dir, 0o755)
         except OSError as exc:
             raise StartupError(f"cannot create ASYA_SOCKET_DIR={self.config.socket_dir!r}: {exc.strerror}")
         self._refuse_foreign_file()
@@ -681,7 +701,7 @@ class ActorServer:
             return
         except FrameError as exc:
             log.error("[id=-] connection_error: %s", exc)
-            self._send(conn, encode_error(CONNECTION_ERROR, exc), None)
+            self._send(conn, encode_error(error_reply(CONNECTION_ERROR, exc)), None)
             return
         except OSError as exc:
             log.warning("client vanished while sending: %s", exc)
@@ -710,12 +730,13 @@ class ActorServer:
             data = encode_reply(ok_reply(result))
             del result
         except BaseException as exc:  # a handler may raise anything, SystemExit included
+            reply = error_reply(PROCESSING_ERROR, exc)
             log.error(
                 "[id=%s] processing_error: %s",
-                message_id if message_id is not None else "-",
-                _for_log(error_reply(PROCESSING_ERROR, exc)["message"]),
+                _for_log(message_id) if message_id is not None else "-",
+                _for_log(reply["message"]),
             )
-            data = encode_error(PROCESSING_ERROR, exc)
+            data = encode_error(reply)
         self._send(conn, data, message_id)
 
     def dispatch(self, envelope):
@@ -731,7 +752,7 @@ class ActorServer:
         except OSError as exc:
             log.warning(
                 "[id=%s] reply not delivered (client gone or stalled): %s",
-                message_id if message_id is not None else "-",
+                _for_log(message_id) if message_id is not None else "-",
                 exc.strerror or exc,
             )
             return

@@ -148,7 +148,7 @@ def test_encoded_error_is_ascii_json_even_with_a_lone_surrogate_in_the_message()
     try:
         raise ValueError("bad \ud800 value é")
     except ValueError as exc:
-        data = encode_error(PROCESSING_ERROR, exc)
+        data = encode_error(error_reply(PROCESSING_ERROR, exc))
 
     data.decode("ascii")
     assert json.loads(data.decode("ascii"))["message"] == "ValueError: bad \ud800 value é"

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Build every image of the project with podman, offline: no network inside
+# the builds (--network none) and no registry (--pull=never): each Dockerfile's
+# `ARG BASE_IMAGE` gets one of the local bases from tools/build-base-images.sh.
+#
+# usage: tools/build-images.sh [IMAGE ...]   e.g. tools/build-images.sh asya-runtime
+#
+# With no argument every row of the table below is built. A row whose
+# Dockerfile is missing is an error, never a silent skip.
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "$0")/.." && pwd)
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$repo_root/.tools/containers.conf}
+log_dir=$repo_root/.build/images/logs
+
+# image | Dockerfile | build context | BASE_IMAGE      (paths from the repo root)
+image_table="
+localhost/asya-runtime:dev              | images/asya-runtime/Dockerfile | .                 | localhost/asya-base/busybox:static
+localhost/asya-sidecar-fake:dev         | e2e/sidecar/Dockerfile         | e2e/sidecar       | localhost/asya-base/debian-python3:bookworm
+localhost/asya-e2e-model-debian:dev     | e2e/models/debian/Dockerfile   | e2e/models/debian | localhost/asya-base/debian-python3:bookworm
+localhost/asya-e2e-model-conda37:dev    | e2e/models/conda37/Dockerfile  | e2e/models/conda37| localhost/asya-base/conda-py37:3.7.16
+"
+
+log() { echo "build-images: $*"; }
+die() { echo "build-images: error: $*" >&2; exit 1; }
+
+# "localhost/asya-runtime:dev" -> "asya-runtime"
+short_name() { local name=${1##*/}; echo "${name%%:*}"; }
+
+rows=()
+while read -r row; do
+    [[ -n $row ]] && rows+=("$row")
+done < <(sed -E 's/[[:space:]]*\|[[:space:]]*/|/g; s/^[[:space:]]+//; s/[[:space:]]+$//' <<<"$image_table")
+
+selected_rows=()
+if [[ $# -eq 0 ]]; then
+    selected_rows=("${rows[@]}")
+else
+    for wanted in "$@"; do
+        found=false
+        for row in "${rows[@]}"; do
+            image=${row%%|*}
+            if [[ $wanted == "$image" || $wanted == "$(short_name "$image")" ]]; then
+                selected_rows+=("$row"); found=true
+            fi
+        done
+        $found || die "unknown image '$wanted'; known: $(for row in "${rows[@]}"; do short_name "${row%%|*}"; done | tr '\n' ' ')"
+    done
+fi
+
+command -v podman >/dev/null || die "podman is not installed; run 'make podman' first"
+[[ -f $CONTAINERS_CONF ]] || die "$CONTAINERS_CONF is missing; run 'make podman' first"
+
+# Check everything before building anything, so a missing file is reported at
+# once rather than after minutes of other builds.
+problems=()
+for row in "${selected_rows[@]}"; do
+    IFS='|' read -r image dockerfile context base <<<"$row"
+    [[ -f $repo_root/$dockerfile ]] || problems+=("$image: $dockerfile does not exist")
+    [[ -d $repo_root/$context ]] || problems+=("$image: build context $context does not exist")
+    podman image exists "$base" || problems+=("$image: base image $base is missing (make base-images)")
+done
+if [[ ${#problems[@]} -gt 0 ]]; then
+    printf 'build-images: error: %s\n' "${problems[@]}" >&2
+    exit 1
+fi
+
+mkdir -p "$log_dir"
+for row in "${selected_rows[@]}"; do
+    IFS='|' read -r image dockerfile context base <<<"$row"
+    build_log=$log_dir/$(short_name "$image").log
+    started_ms=$(($(date +%s%N) / 1000000))
+    if ! podman build --network none --pull=never \
+            --build-arg "BASE_IMAGE=$base" \
+            --file "$repo_root/$dockerfile" --tag "$image" \
+            "$repo_root/$context" >"$build_log" 2>&1; then
+        tail -n 25 "$build_log" >&2
+        die "building $image from $dockerfile failed (full log: $build_log)"
+    fi
+    elapsed_ms=$(($(date +%s%N) / 1000000 - started_ms))
+    size_bytes=$(podman image inspect --format '{{.Size}}' "$image")
+    log "$image: built in $((elapsed_ms / 1000)).$((elapsed_ms % 1000 / 100)) s, $(awk -v b="$size_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB (from $dockerfile on $base)"
+done
