@@ -18,7 +18,7 @@ export CONTAINERS_CONF := $(CURDIR)/$(TOOLS)/containers.conf
 
 .PHONY: help
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # ---------------------------------------------------------------- tooling
 $(VENV)/.installed: requirements-dev.txt
@@ -64,7 +64,7 @@ lint-dockerfiles: venv ## hadolint every Dockerfile under images/ and e2e/
 
 # ---------------------------------------------------------------- the runtime
 .PHONY: lint
-lint: venv ## vermin (3.7+), ruff, stdlib-only import check, hadolint, helm lint
+lint: venv lint-dockerfiles lint-chart ## vermin (3.7+), ruff, stdlib-only import check, hadolint, helm lint
 	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips runtime/asya_runtime.py
 	$(VENV)/bin/ruff check .
 	$(PY) tools/check_stdlib_only.py runtime/asya_runtime.py
@@ -87,7 +87,33 @@ test-sidecar: venv ## fake sidecar + queue tests against the real runtime as pro
 	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips e2e/sidecar/asya_sidecar e2e/demo.py examples
 	$(PYTEST) --timeout 300 e2e/sidecar/tests
 
+# ---------------------------------------------------------------- end to end (docs/e2e.md)
+.PHONY: e2e
+e2e: images helm venv ## chart + images on real podman pods: the 7 e2e scenarios, adapter tests (~25 s warm; cold build ~3 min)
+	$(PYTEST) --timeout 300 -p no:cacheprovider -rs e2e/tests --backend podman
+
+.PHONY: e2e-kind
+e2e-kind: venv helm ## the same e2e scenarios on a kind cluster; one line and exit 0 when docker/kind/registry is missing
+	@if PYTHONPATH=e2e $(PY) -m backends.kind --preflight; then \
+		$(MAKE) images && $(PYTEST) --timeout 900 -p no:cacheprovider -rs e2e/tests/test_scenarios.py --backend kind; \
+	fi
+
+# ---------------------------------------------------------------- reliability
+SOAK_SECONDS ?= 240
+.PHONY: fuzz
+fuzz: venv ## long property-based run: 2500 cases per property against the runtime (~7 min)
+	$(PYTEST) --timeout 3600 -p no:cacheprovider --hypothesis-profile=long reliability
+
+.PHONY: soak
+soak: venv ## fault-injection soak of the real runtime for SOAK_SECONDS (240) with a report; SEED=n repeats one
+	$(PY) -m reliability.soak --duration $(SOAK_SECONDS) $(if $(SEED),--seed $(SEED))
+
+.PHONY: test-reliability
+test-reliability: venv ## short fuzz + 15 s soak + security checks (~50 s)
+	$(PYTEST) --timeout 600 -p no:cacheprovider reliability
+	$(PY) -m reliability.soak --duration 15 $(if $(SEED),--seed $(SEED))
+
 # ---------------------------------------------------------------- test suite
 .PHONY: test
-test: lint test-runtime ## everything: lint, runtime, chart, sidecar, fuzz+soak (short), podman e2e
+test: lint test-runtime test-reliability ## everything: lint, runtime, chart, sidecar, fuzz+soak (short), podman e2e
 	@echo "make test: all suites passed"
