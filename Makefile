@@ -89,7 +89,7 @@ test-sidecar: venv ## fake sidecar + queue tests against the real runtime as pro
 
 # ---------------------------------------------------------------- end to end (docs/e2e.md)
 .PHONY: e2e
-e2e: images helm venv ## chart + images on real podman pods: the 7 e2e scenarios, adapter tests (~25 s warm; cold build ~3 min)
+e2e: images helm venv ## chart + images on real podman pods: the 7 e2e scenarios, adapter tests (~25 s; ~4 min from a fresh clone)
 	$(PYTEST) --timeout 300 -p no:cacheprovider -rs e2e/tests --backend podman
 
 .PHONY: e2e-kind

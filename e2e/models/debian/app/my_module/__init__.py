@@ -1,0 +1,1 @@
+"""Code split across two trees: this package in /app, its helpers in /opt/models."""

@@ -1,0 +1,1 @@
+"""Handlers packaged the usual way: /app/my_package, with PYTHONPATH=/app."""

@@ -1,0 +1,238 @@
+"""The two backend adapters, checked without running a pod or a cluster.
+
+What the podman adapter turns each release into, and the exact kind and helm
+command lines and Kubernetes objects the kind adapter would use. These run
+wherever helm is installed (make helm): here, where kind cannot run, they are
+what keeps the kind adapter honest.
+"""
+
+import kubernetes_validate
+import pytest
+import yaml
+from backends import kind
+from backends.base import (
+    CHART_DIR,
+    COMMON_VALUES,
+    HELM,
+    QUEUE_MOUNT_PATH,
+    QUEUE_VOLUME,
+    SIDECAR_CONTAINER,
+    deployments_of,
+    helm_template_command,
+    queue_volume_values,
+    run_command,
+    write_yaml,
+)
+from backends.podman import (
+    INIT_CONTAINER_TYPE,
+    PodmanPod,
+    deployment_to_pod,
+    kube_play_command,
+    pod_stop_command,
+)
+from releases import RELEASES, SLOW
+
+KUBERNETES_VERSION = "1.32.0"  # the kind node image's minor version
+HOST_QUEUE_DIR = "/tmp/asya-e2e-test/queues"
+
+
+@pytest.fixture(scope="module")
+def render(tmp_path_factory):
+    """render(release, overlay) -> the release's Deployment, rendered by the pinned helm."""
+    if not HELM.exists():
+        pytest.skip(f"helm is not at {HELM}: run make helm")
+    work_dir = tmp_path_factory.mktemp("renders")
+
+    def render_release(release, overlay):
+        overlay_path = write_yaml(work_dir / f"{release.name}.yaml", overlay)
+        (deployment,) = deployments_of(run_command(helm_template_command(release, overlay_path)).stdout)
+        return deployment
+
+    return render_release
+
+
+def podman_overlay():
+    return queue_volume_values(HOST_QUEUE_DIR)
+
+
+def volumes_by_name(spec):
+    return {volume["name"]: volume for volume in spec["volumes"]}
+
+
+def all_containers(spec):
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+# ---------------------------------------------------------------- podman
+
+@pytest.mark.parametrize("release", RELEASES, ids=lambda r: r.name)
+def test_podman_pod_runs_once_with_volumes_of_its_own(render, release):
+    deployment = render(release, podman_overlay())
+
+    pod, own_volumes = deployment_to_pod(deployment, "asya-e2e-abc123-x")
+
+    spec = pod["spec"]
+    assert pod["kind"] == "Pod" and pod["metadata"]["name"] == "asya-e2e-abc123-x"
+    assert spec["restartPolicy"] == "Never"
+    volumes = volumes_by_name(spec)
+    empty_dirs = sorted(name for name, volume in volumes.items() if "emptyDir" in volume)
+    assert empty_dirs == own_volumes == [
+        "asya-e2e-abc123-x-asya-runtime", "asya-e2e-abc123-x-asya-socket", "asya-e2e-abc123-x-asya-tmp"]
+    # The queue directory stays the one host directory every pod shares.
+    assert volumes[QUEUE_VOLUME]["hostPath"] == {"path": HOST_QUEUE_DIR, "type": "Directory"}
+    for container in all_containers(spec):
+        for mount in container.get("volumeMounts", []):
+            assert mount["name"] in volumes, f"{container['name']} mounts a volume the pod lacks"
+    sidecar = next(c for c in spec["containers"] if c["name"] == SIDECAR_CONTAINER)
+    assert {"name": QUEUE_VOLUME, "mountPath": QUEUE_MOUNT_PATH} in sidecar["volumeMounts"]
+    assert pod["metadata"]["annotations"][INIT_CONTAINER_TYPE] == "always"
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+
+
+def test_podman_pod_keeps_everything_but_probes_restart_policy_and_volume_names(render):
+    deployment = render(RELEASES[0], podman_overlay())
+    template = deployment["spec"]["template"]["spec"]
+
+    pod, _ = deployment_to_pod(deployment, "p")
+
+    for before, after in zip(all_containers(template), all_containers(pod["spec"])):
+        for key in ("name", "image", "command", "args", "env", "securityContext", "resources"):
+            assert before.get(key) == after.get(key), f"{before['name']}.{key} changed"
+        assert not {"startupProbe", "readinessProbe", "livenessProbe"} & set(after)
+        renamed_back = [dict(m, name=m["name"].replace("p-asya-", "asya-")) for m in after.get("volumeMounts", [])]
+        assert renamed_back == before.get("volumeMounts", [])
+    assert pod["spec"]["terminationGracePeriodSeconds"] == template["terminationGracePeriodSeconds"]
+    assert pod["spec"]["securityContext"] == template["securityContext"]
+
+
+def test_two_podman_pods_of_one_release_share_no_volume(render):
+    deployment = render(RELEASES[0], podman_overlay())
+
+    _, first = deployment_to_pod(deployment, "asya-e2e-aaaaaa-pkg")
+    _, second = deployment_to_pod(deployment, "asya-e2e-bbbbbb-pkg")
+
+    assert not set(first) & set(second)
+
+
+def test_podman_adapter_refuses_a_deployment_of_several_replicas(render):
+    deployment = render(RELEASES[0], podman_overlay())
+    deployment["spec"]["replicas"] = 2
+
+    with pytest.raises(ValueError, match="replicas is 2"):
+        deployment_to_pod(deployment, "p")
+
+
+def test_podman_commands_use_no_network_and_the_pods_grace_period(render):
+    slow = next(r for r in RELEASES if r.name == SLOW)
+    pod, volumes = deployment_to_pod(render(slow, podman_overlay()), "asya-e2e-abc123-slow")
+
+    assert kube_play_command("/w/slow.pod.yaml") == [
+        "podman", "kube", "play", "--network", "none", "--quiet", "/w/slow.pod.yaml"]
+    # e2e/values/slow-handler.yaml gives the pod 90 s to finish its message.
+    assert pod_stop_command("asya-e2e-abc123-slow", PodmanPod(slow, "asya-e2e-abc123-slow", pod, volumes).grace_seconds) == [
+        "podman", "pod", "stop", "--time", "90", "asya-e2e-abc123-slow"]
+
+
+# ---------------------------------------------------------------- kind
+
+def test_kind_config_mounts_the_sessions_queue_directory_into_the_node():
+    config = kind.kind_cluster_config(HOST_QUEUE_DIR)
+
+    assert config["kind"] == "Cluster" and config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    assert config["name"] == kind.CLUSTER_NAME
+    (node,) = config["nodes"]
+    assert node["extraMounts"] == [{"hostPath": HOST_QUEUE_DIR, "containerPath": kind.NODE_QUEUE_DIR}]
+    assert kind.node_images(config) == ["kindest/node:v1.32.2"]
+    assert kind.node_images(kind.kind_cluster_config(HOST_QUEUE_DIR, "my/node:v1")) == ["my/node:v1"]
+
+
+def test_kind_cluster_commands():
+    assert kind.create_cluster_command("/w/kind-config.yaml", "/w/kubeconfig") == [
+        "kind", "create", "cluster", "--name", "asya-e2e", "--config", "/w/kind-config.yaml",
+        "--kubeconfig", "/w/kubeconfig", "--wait", "180s"]
+    assert kind.delete_cluster_command("/w/kubeconfig") == [
+        "kind", "delete", "cluster", "--name", "asya-e2e", "--kubeconfig", "/w/kubeconfig"]
+
+
+def test_kind_loads_images_from_docker_or_through_a_podman_archive():
+    assert kind.image_load_commands("localhost/asya-runtime:dev", "docker", "/w") == [
+        ["kind", "load", "docker-image", "--name", "asya-e2e", "localhost/asya-runtime:dev"]]
+    assert kind.image_load_commands("localhost/asya-runtime:dev", "podman", "/w") == [
+        ["podman", "save", "--format", "docker-archive", "--output", "/w/asya-runtime_dev.tar",
+         "localhost/asya-runtime:dev"],
+        ["kind", "load", "image-archive", "--name", "asya-e2e", "/w/asya-runtime_dev.tar"]]
+
+
+def test_helm_install_waits_only_for_releases_that_can_become_ready():
+    ready = next(r for r in RELEASES if r.becomes_ready)
+    broken = next(r for r in RELEASES if not r.becomes_ready)
+
+    assert kind.helm_install_command(ready, "/w/q.yaml", "/w/kubeconfig", helm="helm") == [
+        "helm", "install", ready.name, str(CHART_DIR), "--namespace", "asya-e2e",
+        "--kubeconfig", "/w/kubeconfig", "--values", str(COMMON_VALUES), "--values", str(ready.values_path),
+        "--values", "/w/q.yaml", "--wait=watcher", "--timeout", "5m"]
+    assert kind.helm_install_command(broken, "/w/q.yaml", "/w/kubeconfig", helm="helm")[-2:] == [
+        "--values", "/w/q.yaml"]
+
+
+@pytest.mark.parametrize("release", RELEASES, ids=lambda r: r.name)
+def test_kind_objects_are_valid_and_mount_the_nodes_queue_directory(render, release):
+    deployment = render(release, kind.queue_values())
+
+    spec = deployment["spec"]["template"]["spec"]
+    assert volumes_by_name(spec)[QUEUE_VOLUME]["hostPath"] == {"path": kind.NODE_QUEUE_DIR, "type": "Directory"}
+    sidecar = next(c for c in spec["containers"] if c["name"] == SIDECAR_CONTAINER)
+    assert {"name": QUEUE_VOLUME, "mountPath": QUEUE_MOUNT_PATH} in sidecar["volumeMounts"]
+    kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_kind_namespace_and_scale_patch_are_valid():
+    kubernetes_validate.validate(kind.namespace_manifest(), KUBERNETES_VERSION, strict=True)
+    assert kind.scale_to_zero_patch() == {"spec": {"replicas": 0}}
+
+
+class FakeRun:
+    """Stands in for subprocess.run: answers by the command's first two words."""
+
+    def __init__(self, failing=()):
+        self.failing = set(failing)
+        self.commands = []
+
+    def __call__(self, argv, **_kwargs):
+        self.commands.append(argv)
+        failed = " ".join(argv[:2]) in self.failing
+
+        class Result:
+            returncode = 1 if failed else 0
+            stdout = ""
+            stderr = "Cannot connect to the Docker daemon\n" if failed else ""
+        return Result()
+
+
+def which_only(*present):
+    return lambda name: f"/usr/bin/{name}" if name in present else None
+
+
+def test_kind_preflight_names_the_first_missing_prerequisite(tmp_path):
+    helm = tmp_path / "helm"
+    helm.write_text("#!/bin/sh\n")
+    helm.chmod(0o755)
+
+    assert kind.missing_prerequisite(which_only("docker"), FakeRun(), helm).startswith("kind is not installed")
+    assert kind.missing_prerequisite(which_only("kind"), FakeRun(), helm).startswith("docker is not installed")
+    assert kind.missing_prerequisite(which_only("kind", "docker"), FakeRun({"docker info"}), helm) == (
+        "docker's daemon does not answer (docker info: Cannot connect to the Docker daemon)")
+    assert "helm is not at" in kind.missing_prerequisite(which_only("kind", "docker"), FakeRun(), tmp_path / "none")
+    no_registry = FakeRun({"docker image", "docker pull"})
+    assert kind.missing_prerequisite(which_only("kind", "docker"), no_registry, helm).startswith(
+        "kind's node image kindest/node:v1.32.2 is not in docker and cannot be pulled")
+    assert kind.missing_prerequisite(which_only("kind", "docker"), FakeRun(), helm) is None
+
+
+def test_no_scenario_values_file_sets_pod_volumes():
+    # The backend's overlay sets workload.template.spec.volumes (the queue
+    # directory) and helm replaces lists whole: a scenario's volumes would
+    # silently disappear.
+    for release in RELEASES:
+        spec = yaml.safe_load(release.values_path.read_text()).get("workload", {}).get("template", {}).get("spec", {})
+        assert "volumes" not in spec, f"{release.values_file} sets workload.template.spec.volumes"

@@ -1,0 +1,168 @@
+"""The seven end-to-end scenarios of issue 3, on whichever backend the session runs.
+
+Each one goes through the whole path a user depends on: helm renders the
+chart, the init container copies the runtime into an unmodified model image,
+the model's own interpreter runs it, and the fake sidecar feeds it messages
+from its queue and forwards the results. The tests only put envelopes into
+queues and read happy-end / error-end, logs and exit codes.
+"""
+
+import e2e_session
+import pytest
+from backends.base import RUNTIME_CONTAINER, SIDECAR_CONTAINER, wait_until
+from releases import (
+    CONDA_SCRIPT,
+    MISSPELT,
+    PACKAGE_HANDLER,
+    RAISES,
+    ROUTER,
+    SLOW,
+    SPLITTER,
+    TWO_TREES,
+)
+
+# Missing tools skip the whole module with one line (the backend fixture
+# turns a missing podman under CI into a failure instead).
+if e2e_session.unavailable_reason() and not e2e_session.failing_instead_of_skipping():
+    pytest.skip(e2e_session.unavailable_reason(), allow_module_level=True)
+
+
+@pytest.mark.releases(PACKAGE_HANDLER)
+def test_package_handler_in_payload_mode_runs_under_python3_from_path(backend, queues):
+    backend.wait_ready(PACKAGE_HANDLER)
+    queues.send(PACKAGE_HANDLER, "pkg-1", {"name": "Ada"}, headers={"trace": "t-1"})
+
+    (done,) = queues.happy_end("pkg-1")
+
+    payload = done["payload"]
+    assert payload["greeting"] == "hello, Ada"
+    assert payload["name_length"] == 3
+    # `python3` looked up on the Debian image's PATH: its own interpreter.
+    assert payload["python_executable"] == "/usr/bin/python3"
+    assert done["route"] == {"actors": [PACKAGE_HANDLER], "current": 1}
+    assert done["headers"] == {"trace": "t-1"}
+    runtime_log = backend.logs(PACKAGE_HANDLER, RUNTIME_CONTAINER)
+    assert "handler my_package.handler.process, mode payload" in runtime_log
+
+
+@pytest.mark.releases(CONDA_SCRIPT)
+def test_standalone_script_runs_under_the_images_only_interpreter_python37(backend, queues):
+    backend.wait_ready(CONDA_SCRIPT)
+    queues.send(CONDA_SCRIPT, "conda-1", {"values": [1, 2, 6]})
+
+    (done,) = queues.happy_end("conda-1")
+
+    assert done["payload"]["prediction"] == 3
+    assert done["payload"]["python_executable"] == "/opt/conda/bin/python"
+    assert done["payload"]["python_version"].startswith("3.7.")
+    assert "ready: python 3.7." in backend.logs(CONDA_SCRIPT, RUNTIME_CONTAINER)
+
+
+@pytest.mark.releases(TWO_TREES)
+def test_handler_imports_from_both_pythonpath_entries(backend, queues):
+    backend.wait_ready(TWO_TREES)
+    queues.send(TWO_TREES, "paths-1", {"text": "good great bad day"})
+
+    (done,) = queues.happy_end("paths-1")
+
+    assert done["payload"] == {
+        "score": 2.0,
+        "weights_file": "/opt/models/model_weights.py",
+        "handler_file": "/app/my_module/inference.py",
+    }
+
+
+@pytest.mark.releases(ROUTER, SPLITTER)
+def test_two_releases_route_dynamically_then_fan_out_to_happy_end(backend, queues):
+    backend.wait_ready(ROUTER)
+    backend.wait_ready(SPLITTER)
+    queues.send(ROUTER, "pipe-1", {"text": "alpha beta gamma"}, headers={"trace": "t-4"})
+    queues.send(ROUTER, "solo-1", {"text": "alone"})
+
+    fanned_out = queues.happy_end("pipe-1", count=3)
+    (unsplit,) = queues.happy_end("solo-1")
+
+    # The router added the splitter step; the splitter made one message per
+    # word: the first keeps the input id, the others are <id>-<i> with parent_id.
+    assert [m["id"] for m in fanned_out] == ["pipe-1", "pipe-1-1", "pipe-1-2"]
+    assert [m.get("parent_id") for m in fanned_out] == [None, "pipe-1", "pipe-1"]
+    assert [m["payload"] for m in fanned_out] == [
+        {"word": "alpha", "position": 0, "of": 3},
+        {"word": "beta", "position": 1, "of": 3},
+        {"word": "gamma", "position": 2, "of": 3},
+    ]
+    for message in fanned_out:
+        assert message["route"] == {"actors": [ROUTER, SPLITTER], "current": 2}
+        assert message["headers"] == {"trace": "t-4", "routed-by": "router: 3 words, added splitter"}
+    # A one-word message keeps its one-step route: it ends after the router.
+    assert unsplit["route"] == {"actors": [ROUTER], "current": 1}
+    assert unsplit["payload"] == {"text": "alone"}
+
+
+@pytest.mark.releases(RAISES)
+def test_handler_exception_sends_the_message_to_error_end_and_the_actor_keeps_serving(backend, queues):
+    backend.wait_ready(RAISES)
+    sent = queues.send(RAISES, "bad-1", {"price": 3})
+    queues.send(RAISES, "good-1", {"amount": 5})
+
+    (record,) = queues.error_end("bad-1")
+    (good,) = queues.happy_end("good-1")
+
+    assert record["error"] == "processing_error"
+    assert record["type"] == "ValueError"
+    assert "payload needs a numeric 'amount'; it has keys: price" in record["message"]
+    assert record["actor"] == RAISES
+    assert record["envelope"]["payload"] == sent["payload"]
+    assert "require_amount" in record["traceback"]
+    assert good["payload"] == {"amount": 5, "valid": True}
+
+
+@pytest.mark.releases(MISSPELT)
+def test_misspelt_handler_stops_the_runtime_and_the_sidecar_reports_not_ready(backend, queues):
+    queues.send(MISSPELT, "never-1", {"name": "Ada"})
+
+    runtime = backend.wait_for_exit(MISSPELT, RUNTIME_CONTAINER)
+    sidecar = backend.wait_for_exit(MISSPELT, SIDECAR_CONTAINER)
+
+    assert runtime.exit_code != 0
+    # The first line tells the user what to fix: the name given, and the
+    # function the module does define.
+    assert "proccess" in runtime.first_line, runtime.log
+    assert "process" in runtime.first_line.replace("proccess", ""), runtime.log
+    assert sidecar.exit_code != 0
+    assert "runtime not ready after 5s" in sidecar.log, sidecar.log
+    # The sidecar gave up without touching its queue: the message is still there.
+    assert [m["id"] for m in queues.waiting(MISSPELT)] == ["never-1"]
+    assert queues.finished("error-end", "never-1") == []
+
+
+@pytest.mark.releases(SLOW)
+def test_stopping_the_pod_lets_the_message_in_flight_finish(backend, queues):
+    backend.wait_ready(SLOW)
+    queues.send(SLOW, "slow-1", {"label": "slow-1", "seconds": 3})
+    # Stop only once the message is inside the handler.
+    wait_until(lambda: "slow handler: started slow-1" in backend.logs(SLOW, RUNTIME_CONTAINER),
+               120, "the slow handler to start on slow-1")
+
+    exits = backend.stop_pod(SLOW)
+
+    (done,) = queues.happy_end("slow-1")
+    assert done["payload"] == {"label": "slow-1", "slept_seconds": 3}
+    assert queues.waiting(SLOW) == []
+    assert queues.claimed(SLOW) == []
+    # Both containers got SIGTERM while the message was in flight, finished
+    # it, and exited cleanly rather than being killed.
+    runtime, sidecar = exits[RUNTIME_CONTAINER], exits[SIDECAR_CONTAINER]
+    assert runtime.exit_code == 0, runtime.log
+    assert sidecar.exit_code == 0, sidecar.log
+    assert line_number(runtime.log, "slow handler: finished slow-1") < line_number(runtime.log, "stopped:")
+    assert line_number(sidecar.log, "received SIGTERM") < line_number(sidecar.log, "id=slow-1", "outcome=ok"), (
+        "SIGTERM should reach the sidecar while slow-1 is still in flight")
+
+
+def line_number(log, *fragments):
+    """Index of the first log line holding every fragment; fails, showing the log, if none does."""
+    for number, line in enumerate(log.splitlines()):
+        if all(fragment in line for fragment in fragments):
+            return number
+    raise AssertionError(f"no line with {fragments} in the log:\n{log}")
