@@ -65,7 +65,7 @@ lint-dockerfiles: venv ## hadolint every Dockerfile under images/ and e2e/
 # ---------------------------------------------------------------- the runtime
 .PHONY: lint
 lint: venv lint-dockerfiles lint-chart ## vermin (3.7+), ruff, stdlib-only import check, hadolint, helm lint
-	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips runtime/asya_runtime.py
+	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips runtime/asya_runtime.py e2e/models
 	$(VENV)/bin/ruff check .
 	$(PY) tools/check_stdlib_only.py runtime/asya_runtime.py
 
@@ -101,7 +101,7 @@ e2e-kind: venv helm ## the same e2e scenarios on a kind cluster; one line and ex
 # ---------------------------------------------------------------- reliability
 SOAK_SECONDS ?= 240
 .PHONY: fuzz
-fuzz: venv ## long property-based run: 2500 cases per property against the runtime (~7 min)
+fuzz: venv ## long property-based run: 2500 cases per property against the runtime (~6 min)
 	$(PYTEST) --timeout 3600 -p no:cacheprovider --hypothesis-profile=long reliability
 
 .PHONY: soak
@@ -109,11 +109,20 @@ soak: venv ## fault-injection soak of the real runtime for SOAK_SECONDS (240) wi
 	$(PY) -m reliability.soak --duration $(SOAK_SECONDS) $(if $(SEED),--seed $(SEED))
 
 .PHONY: test-reliability
-test-reliability: venv ## short fuzz + 15 s soak + security checks (~50 s)
+test-reliability: venv ## short fuzz + security checks + 15 s soak (~45 s)
 	$(PYTEST) --timeout 600 -p no:cacheprovider reliability
 	$(PY) -m reliability.soak --duration 15 $(if $(SEED),--seed $(SEED))
 
+# ---------------------------------------------------------------- performance (docs/performance.md)
+.PHONY: bench
+bench: venv ## runtime vs the floor server on the oldest+newest Python; writes docs/performance.{md,png}; fails on a missed target (~3 min)
+	$(PY) bench/run.py
+
+.PHONY: bench-smoke
+bench-smoke: venv ## the bench in a few seconds: runs every measurement once, prints the table, checks no target
+	$(PY) bench/run.py --quick
+
 # ---------------------------------------------------------------- test suite
 .PHONY: test
-test: lint test-runtime test-reliability ## everything: lint, runtime, chart, sidecar, fuzz+soak (short), podman e2e
+test: lint test-runtime test-sidecar test-reliability images test-chart e2e ## everything: lint, runtime on 3.7..3.13, sidecar, fuzz+soak (short), chart, podman e2e
 	@echo "make test: all suites passed"
