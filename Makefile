@@ -115,7 +115,7 @@ test-reliability: venv ## short fuzz + security checks + 15 s soak (~45 s)
 
 # ---------------------------------------------------------------- performance (docs/performance.md)
 .PHONY: bench
-bench: venv ## runtime vs the floor server on the oldest+newest Python; writes docs/performance.{md,png}; fails on a missed target (~3 min)
+bench: venv ## runtime vs the floor server on the oldest+newest Python; writes docs/performance.{md,png}; fails on a missed target (~2 min)
 	$(PY) bench/run.py
 
 .PHONY: bench-smoke

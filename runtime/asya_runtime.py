@@ -196,6 +196,9 @@ def load_config(environ):
 # --------------------------------------------------------------------------
 
 HEADER = struct.Struct(">I")
+TIMEVAL = struct.Struct("ll")
+RECEIVE_TIMEOUT = (socket.SO_RCVTIMEO,)
+SEND_TIMEOUT = (socket.SO_SNDTIMEO,)
 
 
 class ClientGone(Exception):
@@ -206,30 +209,49 @@ class FrameError(Exception):
     """The frame could not be taken whole; answered with connection_error."""
 
 
-def set_io_timeout(conn, seconds):
-    """Bound every blocking read and write on conn by a kernel timeout.
+def set_io_timeout(conn, seconds, options=RECEIVE_TIMEOUT + SEND_TIMEOUT):
+    """Bound blocking reads (SO_RCVTIMEO) and/or writes (SO_SNDTIMEO) on conn.
 
-    SO_RCVTIMEO/SO_SNDTIMEO cost nothing per call, unlike socket.settimeout(),
-    which adds a poll() before every recv: at the default 4 KiB chunk size a
-    10 MiB frame takes about 2,560 receive calls.
+    Kernel timeouts cost nothing per call, unlike socket.settimeout(), which
+    adds a poll() before every recv: at the default 4 KiB chunk size a 10 MiB
+    frame takes about 2,560 receive calls. 0 seconds leaves conn blocking.
     """
     if not seconds:
         return
     whole = int(seconds)
-    timeval = struct.pack("ll", whole, int((seconds - whole) * 1e6))
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-    conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    timeval = TIMEVAL.pack(whole, int((seconds - whole) * 1e6))
+    for option in options:
+        conn.setsockopt(socket.SOL_SOCKET, option, timeval)
 
 
-def read_frame(conn, chunk_size, max_size):
-    """Return the frame's body as a bytearray, allocated once at its final size.
+def read_frame(conn, chunk_size, max_size, io_timeout=0):
+    """Return the frame's body as a memoryview or bytearray, without extra copies.
 
-    Each receive call asks for at most chunk_size bytes. A small frame usually
-    arrives with its header in the first call.
+    Each receive call asks for at most chunk_size bytes. The first one does
+    not wait: the sidecar sends its frame right after connecting, so it is
+    usually there already, and a small frame is then taken whole, header
+    included, by that one call and returned as a view of it. io_timeout
+    (seconds) becomes the receive timeout only before a call that may wait,
+    so a message that never waits costs no setsockopt call. A longer frame
+    goes into one buffer of its final size, filled in place.
     """
-    first = _recv_some(conn, chunk_size)
+    must_set_timeout = bool(io_timeout)
+    try:
+        first = conn.recv(chunk_size, socket.MSG_DONTWAIT)
+    except BlockingIOError:  # connected, but nothing sent yet
+        if must_set_timeout:
+            set_io_timeout(conn, io_timeout, RECEIVE_TIMEOUT)
+            must_set_timeout = False
+        first = _recv_some(conn, chunk_size)
+    except socket.timeout:  # socket.settimeout() sockets poll first, even with MSG_DONTWAIT
+        raise FrameError("peer sent no complete length header in time") from None
+    except ConnectionResetError:
+        first = b""
     if not first:
         raise ClientGone()
+    if len(first) < HEADER.size and must_set_timeout:
+        set_io_timeout(conn, io_timeout, RECEIVE_TIMEOUT)
+        must_set_timeout = False
     while len(first) < HEADER.size:
         more = _recv_some(conn, chunk_size)
         if not more:
@@ -238,17 +260,23 @@ def read_frame(conn, chunk_size, max_size):
     (length,) = HEADER.unpack_from(first)
     if length > max_size:
         raise FrameError(f"frame of {length} bytes exceeds ASYA_MAX_MESSAGE_SIZE={max_size}")
+    end = HEADER.size + length
+    if len(first) >= end:
+        return memoryview(first)[HEADER.size : end]
 
+    if must_set_timeout:
+        set_io_timeout(conn, io_timeout, RECEIVE_TIMEOUT)
     body = bytearray(length)
-    received = min(len(first) - HEADER.size, length)
-    body[:received] = first[HEADER.size : HEADER.size + received]
-    del first
     view = memoryview(body)
+    received = len(first) - HEADER.size
+    view[:received] = memoryview(first)[HEADER.size :]
+    del first
     try:
         recv_into = conn.recv_into
         while received < length:
             try:
-                count = recv_into(view[received:], min(chunk_size, length - received))
+                # A slice past the end of the body is cut short: no call reads beyond the frame.
+                count = recv_into(view[received : received + chunk_size])
             except (socket.timeout, BlockingIOError):
                 raise FrameError(f"peer sent nothing for too long after {received} of {length} bytes")
             if not count:
@@ -268,9 +296,19 @@ def _recv_some(conn, size):
         return b""
 
 
-def write_frame(conn, data):
-    """Send header and body together, without copying the body."""
+def write_frame(conn, data, io_timeout=0, small_reply=64 * 1024):
+    """Send header and body together as one frame.
+
+    A reply up to small_reply bytes fits in the socket's send buffer, so
+    sending it cannot block: it needs no timeout and one copy into a single
+    buffer is cheaper than a gathered send. A larger one is sent without
+    copying the body, under the send timeout.
+    """
     header = HEADER.pack(len(data))
+    if len(data) <= small_reply:
+        conn.sendall(header + data)
+        return
+    set_io_timeout(conn, io_timeout, SEND_TIMEOUT)
     sent = conn.sendmsg([header, data])
     if sent < len(header):
         conn.sendall(header[sent:])
@@ -420,35 +458,42 @@ METADATA_KEY = "_asya"
 def call_payload_mode(handler, envelope, include_metadata):
     """f(payload) -> [] | [envelope, ...] | envelope, keeping route and headers."""
     payload = envelope["payload"]
-    route = envelope["route"]
     headers = envelope.get("headers")
     if headers is None:
         headers = {}
+    # Every output envelope is this one with the handler's value as payload.
+    output = {"payload": None, "route": envelope["route"], "headers": headers}
+    if "id" in envelope:
+        output["id"] = envelope["id"]
     strip_metadata = include_metadata and isinstance(payload, dict)
     if strip_metadata:
         payload = dict(payload)
         payload[METADATA_KEY] = {
             "id": envelope.get("id"),
-            "route": copy.deepcopy(route),
+            "route": copy.deepcopy(envelope["route"]),
             "headers": copy.deepcopy(headers),
         }
 
     result = handler(payload)
 
-    def wrap(value):
-        if strip_metadata and isinstance(value, dict) and METADATA_KEY in value:
-            value = dict(value)
-            del value[METADATA_KEY]
-        out = {"payload": value, "route": route, "headers": headers}
-        if "id" in envelope:
-            out["id"] = envelope["id"]
-        return out
-
     if result is None:
         return []
     if isinstance(result, (list, tuple)):
-        return [wrap(item) for item in result]
-    return wrap(result)
+        outputs = []
+        for item in result:
+            out = dict(output)
+            out["payload"] = _without_metadata(item) if strip_metadata else item
+            outputs.append(out)
+        return outputs
+    output["payload"] = _without_metadata(result) if strip_metadata else result
+    return output
+
+
+def _without_metadata(value):
+    if isinstance(value, dict) and METADATA_KEY in value:
+        value = dict(value)
+        del value[METADATA_KEY]
+    return value
 
 
 def call_envelope_mode(handler, envelope, validate):
@@ -586,6 +631,7 @@ class ActorServer:
         self._listener = None
         self._socket_inode = None
         self._stopping = False
+        self._small_reply = 0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -621,6 +667,9 @@ class ActorServer:
             )
         self._socket_inode = os.stat(self.socket_path).st_ino
         self._listener = listener
+        # Accepted sockets start with the default send buffer, as this one
+        # does; a reply within half of it is sent without a timeout.
+        self._small_reply = min(64 * 1024, listener.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2)
 
     def _refuse_foreign_file(self):
         try:
@@ -693,9 +742,8 @@ class ActorServer:
         next one exists: peak memory stays near twice the message size.
         """
         config = self.config
-        set_io_timeout(conn, config.io_timeout)
         try:
-            frame = read_frame(conn, config.chunk_size, config.max_message_size)
+            frame = read_frame(conn, config.chunk_size, config.max_message_size, config.io_timeout)
         except ClientGone:
             log.debug("client closed without sending a frame")
             return
@@ -710,7 +758,7 @@ class ActorServer:
         message_id = None
         try:
             try:
-                text = frame.decode("utf-8")
+                text = str(frame, "utf-8")  # frame may be a memoryview, which has no decode()
             except UnicodeDecodeError as exc:
                 raise ProcessingError(f"message is not valid UTF-8: {exc}") from None
             del frame
@@ -747,20 +795,16 @@ class ActorServer:
         return call_payload_mode(self.handler, envelope, self.config.include_metadata)
 
     def _send(self, conn, data, message_id):
+        # No shutdown(SHUT_WR) after the reply: serve_forever closes the
+        # connection right away, which ends the stream for the client too.
         try:
-            write_frame(conn, data)
+            write_frame(conn, data, self.config.io_timeout, self._small_reply)
         except OSError as exc:
             log.warning(
                 "[id=%s] reply not delivered (client gone or stalled): %s",
                 _for_log(message_id) if message_id is not None else "-",
                 exc.strerror or exc,
             )
-            return
-        # Tell the client the reply is complete even if it sends more.
-        try:
-            conn.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
 
 # --------------------------------------------------------------------------

@@ -160,6 +160,7 @@ def serve_one(load_fixture_handler):
             client.settimeout(HANG_GUARD_SECONDS)
             client.sendall(frame(body if isinstance(body, bytes) else encode_envelope(body)))
             server.handle_connection(server_side)
+            server_side.close()  # as serve_forever does after each connection
             return json.loads(read_reply(client).decode("utf-8"))
 
     return serve

@@ -1,0 +1,372 @@
+"""docs/performance.md, written by `make bench` from the run's own figures.
+
+Only this file holds the page's prose; every number in it comes from the run.
+"""
+
+import datetime
+
+import report
+from report import MiB, human_size, num
+
+
+def render(all_results, targets, plan, machine, elapsed, large_chunk, load):
+    passed = sum(1 for line in targets if line[3])
+    noise = report.noise_of(all_results)
+    interpreters = ", ".join(r["interpreter"] for r in all_results)
+    parts = [
+        HEADER.format(
+            date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            elapsed=elapsed,
+            passed=passed,
+            total=len(targets),
+            interpreters=interpreters,
+            noise=noise,
+        ),
+        report.targets_table(targets) if targets else "(no targets checked in this run)",
+        "",
+        _failed_note(targets),
+        METHOD.format(
+            small=human_size(all_results[0]["small_payload_bytes"]),
+            sizes=", ".join(human_size(size) for size in all_results[0]["sizes"]),
+            machine=machine,
+            load=load,
+            interpreters=interpreters,
+            repeats=plan.memory_repeats,
+            startup=plan.startup_samples,
+            schedules=_schedules(plan),
+        ),
+        "## Results\n",
+        "Each cell is the median over the rounds; *ratio* is runtime / floor (for latency, CPU and memory "
+        "lower is better, for rates higher is better). The noise-check row measures a second, identical "
+        "floor process exactly like the runtime: its distance from 1.00x is what this machine's noise "
+        "alone does to a ratio.\n",
+        report.results_table(all_results, large_chunk),
+        "",
+        "![Throughput and peak memory against payload size](performance.png)\n",
+        _chunk_section(all_results, plan, large_chunk),
+        _memory_section(all_results, large_chunk),
+        _why_section(all_results, targets),
+        _profile_section(all_results[-1]),
+        REPRODUCE,
+    ]
+    return "\n".join(part for part in parts if part is not None)
+
+
+HEADER = """# Performance: the runtime at the Python floor
+
+<!-- Written by `make bench` (bench/run.py, bench/docs_page.py); edit those, not this file. -->
+
+The runtime sits on the path of every message, so its own cost must vanish next to
+the work no Python server can avoid: reading the frame, `json.loads`, `json.dumps`,
+writing the frame. `make bench` measures it side by side with a **floor server**
+that does only that work, in one run, on {interpreters}.
+
+Run of {date}, {elapsed:.0f} s: **{passed} of {total} targets met**. Two identical floor
+processes measured against each other differed by {noise:.1%} in this run: a ratio
+closer than that to its target is within the noise.
+"""
+
+
+def _failed_note(targets):
+    failed = [line for line in targets if not line[3]]
+    if not targets:
+        return None
+    if not failed:
+        return "Every target is met on every interpreter measured.\n"
+    return (
+        f"{len(failed)} target(s) missed; [Why targets are missed](#why-targets-are-missed) shows where "
+        "the time goes, from cProfile runs of both servers.\n"
+    )
+
+
+METHOD = """## Method
+
+**The floor** (`bench/floor_server.py`) is the smallest honest stdlib server for the
+protocol, written the way a person first writes it: `accept()`; read the 4-byte
+length with `recv` until 4 bytes are in, then the body with `recv(remaining)` until
+complete (chunks joined with `b"".join`); `json.loads(body)`; call the handler on
+the payload; `json.dumps({{"status": "ok", "result": envelope}})` with the payload,
+route, headers and id; one `sendall(header + body)`; `close()`. No validation, no
+timeouts, no error replies, no signals, no logging. Its receive is not capped by a
+chunk size, so it makes the fewest receive calls possible.
+
+**The runtime** is `runtime/asya_runtime.py` as shipped: payload mode, validation on
+(`ASYA_ENABLE_VALIDATION=true`), 30 s I/O timeouts, log level INFO.
+
+**Started the same way**: the same interpreter binary, the same environment
+(`ASYA_SOCKET_DIR`, `ASYA_HANDLER=bench_identity.identity`, `ASYA_CHUNK_SIZE`,
+`PYTHONPATH=bench/handlers`), the socket at `$ASYA_SOCKET_DIR/asya-runtime.sock`,
+the same identity handler (`bench/handlers/bench_identity.py`, which imports
+nothing). Both replies are checked to carry the payload back unchanged before
+any timing.
+
+**The client** (`bench/client.py`) behaves like the sidecar: one connection per
+message; connect, send one frame, read the whole reply frame, close. The same code
+drives every server, so its own cost is the same for all of them.
+
+**Rounds.** Every measurement is made in interleaved rounds: within a round the
+servers take turns in blocks of messages in the order A B B A A B B A ..., so a
+busy moment of the machine falls on each of them alike. Each figure is the median
+over the rounds; each ratio is the median of the per-round ratios (two servers
+measured within the same fraction of a second). Schedules (turns x messages per
+turn x rounds): {schedules}. The client runs on one CPU and every server on
+another, so that no server is luckier than another in where the scheduler puts it.
+
+**Payloads.** Small messages: a {small} JSON object (text, numbers, a list, nested
+objects). Sizes {sizes}: the payload is one JSON string of exactly that many
+bytes, like a base64-encoded image or audio clip; the envelope (id, route,
+headers) adds about 100 bytes. MB/s is 10^6 bytes of request frames (in) or reply
+frames (out) per second of round-trip time.
+
+**Peak memory** is `VmHWM` from `/proc/PID/status` of a fresh server process that
+has answered one message of the size; the median of {repeats} processes per
+server. It includes the interpreter itself (the idle process is about 10 MiB).
+
+**Start-up** is the time from spawning the process to the first successful
+`connect()` on its socket; the median of {startup} starts per server.
+
+**Server CPU** per message is the server process's user + system time
+(`/proc/PID/stat`) over all its messages, divided by their number.
+
+**Machine**: {machine}. Load average when the run started: {load:.2f}.
+Interpreters: {interpreters} (the oldest and newest CPython 3.7+ found under
+`~/.pyenv/versions` or as `python3.X` on `PATH`).
+"""
+
+
+def _schedules(plan):
+    parts = ["{} payload: {}x{}x{}".format(human_size(200), *plan.small)]
+    parts += ["{}: {}x{}x{}".format(human_size(size), *schedule) for size, schedule in plan.sizes.items()]
+    return "; ".join(parts)
+
+
+def _chunk_section(all_results, plan, large_chunk):
+    size = report.sweep_size_of(all_results[0])
+    if size is None:
+        return None
+    lines = [
+        "## Choosing ASYA_CHUNK_SIZE\n",
+        f"`ASYA_CHUNK_SIZE` (chart value `chunkSize`) caps the bytes asked of each receive call. "
+        f"The body buffer is allocated once at its final size whatever the chunk size, so the "
+        f"chunk size changes the number of calls, not the memory. At {human_size(size)}:\n",
+        report.chunk_sweep_table(all_results),
+        "",
+    ]
+    calls = size // 4096
+    for results in all_results:
+        row = results["sizes"][size]
+        default = row["runtime"]["mb_in"]
+        best_name = max((name for name in row if name.startswith("runtime")), key=lambda n: row[n]["mb_in"])
+        lines.append(
+            f"- {results['short']}: the default 4 KiB takes about {calls:,} receive calls per message and "
+            f"reaches {num(default)} MB/s; the best chunk size here was "
+            f"{human_size(report._chunk_of(best_name))} with {num(row[best_name]['mb_in'])} MB/s "
+            f"({row[best_name]['mb_in'] / default:.2f}x the default)."
+        )
+    first = all_results[0]["sizes"]
+    smallest = min(first)
+    small_effect = first[smallest][f"runtime-{large_chunk}"]["mb_in"] / first[smallest]["runtime"]["mb_in"]
+    large_effect = first[size][f"runtime-{large_chunk}"]["mb_in"] / first[size]["runtime"]["mb_in"]
+    lines.append(
+        f"\n**Advice.** Keep the default 4 KiB for messages of a few KiB: the whole frame comes in the "
+        f"first receive call anyway (at {human_size(smallest)}, {human_size(large_chunk)} chunks measured "
+        f"{small_effect:.2f}x the default's throughput on {all_results[0]['short']}). Raise it to "
+        f"{human_size(large_chunk)} (`ASYA_CHUNK_SIZE=1048576`, chart `chunkSize: 1048576`) when messages "
+        f"regularly reach hundreds of KiB or more (at {human_size(size)}: {large_effect:.2f}x the default "
+        "here). Larger chunks than that bring little, because one call rarely finds more than a socket "
+        "buffer's worth of data (about 200 KiB on Linux) waiting. The chunk size never changes the "
+        "memory a message needs.\n"
+    )
+    return "\n".join(lines)
+
+
+def _memory_section(all_results, large_chunk):
+    lines = ["## Memory\n"]
+    for results in all_results:
+        for size, row in results["memory"].items():
+            runtime, floor = row["runtime"], row["floor"]
+            lines.append(
+                f"- {results['short']}, {human_size(size)}: runtime peak {num(runtime['peak'] / MiB)} MiB "
+                f"({(runtime['peak'] - runtime['idle']) / runtime['payload']:.2f}x the payload above its "
+                f"idle {num(runtime['idle'] / MiB)} MiB), floor {num(floor['peak'] / MiB)} MiB "
+                f"({(floor['peak'] - floor['idle']) / floor['payload']:.2f}x above idle)."
+            )
+    lines.append(
+        "\nThe runtime holds at most the frame, its text, the parsed message and the reply at once, "
+        "and drops each as soon as the next exists; it receives into one buffer of the frame's "
+        "final size and sends the header and reply body with one `sendmsg` without joining them. "
+        "The floor keeps the received chunks and their join, the body while it parses, and "
+        "concatenates the header and reply before sending.\n"
+    )
+    return "\n".join(lines)
+
+
+# Each profiled function is counted in the first stage one of whose fragments
+# its name contains; the rest is glue code (the two handlers' own time, len, ...).
+STAGES = (
+    ("accept and close the connection", ("close", "(family)", "_intenum_converter", "(__init__)")),
+    ("receive the frame", (".recv", "read_frame", "_recv_some", "recv_exactly", "bytes.join", "unpack")),
+    ("decode JSON", ("raw_decode", "(decode)", ".decode", "(loads)", "detect_encoding", "Pattern.match")),
+    ("validate the envelope", ("validate_", "_type_name")),
+    ("call the handler, wrap the result", ("call_payload_mode", "(wrap)", "(dispatch)", "(identity)")),
+    ("encode JSON", ("iterencode", "(encode)", "encode_reply", "ok_reply", "(dumps)", "str.encode")),
+    ("kernel I/O timeouts", ("setsockopt", "set_io_timeout")),
+    ("send the reply", ("sendmsg", "sendall", "write_frame", "(_send)", "pack")),
+    ("shutdown(SHUT_WR) after the reply", ("shutdown",)),
+)
+GLUE = "glue code (the serving function's own lines, builtins)"
+
+
+def stage_of(function):
+    for stage, fragments in STAGES:
+        if any(fragment in function for fragment in fragments):
+            return stage
+    return GLUE
+
+
+def stage_times(rows):
+    times = {}
+    for row in rows:
+        stage = stage_of(row["function"])
+        times[stage] = times.get(stage, 0.0) + row["own_us_per_msg"]
+    return times
+
+
+def _rows_matching(rows, fragment):
+    return [row for row in rows if fragment in row["function"]]
+
+
+def _own(rows, fragment):
+    return sum(row["own_us_per_msg"] for row in _rows_matching(rows, fragment))
+
+
+def _calls(rows, fragment):
+    return sum(row["calls_per_msg"] for row in _rows_matching(rows, fragment))
+
+
+def stage_table(runtime_rows, floor_rows):
+    runtime, floor = stage_times(runtime_rows), stage_times(floor_rows)
+    lines = ["| stage | runtime µs/msg | floor µs/msg | runtime - floor |", "|---|---:|---:|---:|"]
+    for stage in [name for name, _ in STAGES] + [GLUE]:
+        rt, fl = runtime.get(stage, 0.0), floor.get(stage, 0.0)
+        lines.append(f"| {stage} | {rt:.1f} | {fl:.1f} | {rt - fl:+.1f} |")
+    total_rt, total_fl = sum(runtime.values()), sum(floor.values())
+    lines.append(f"| **total** | **{total_rt:.1f}** | **{total_fl:.1f}** | **{total_rt - total_fl:+.1f}** |")
+    return "\n".join(lines)
+
+
+def _why_section(all_results, targets):
+    failed = [line for line in targets if not line[3]]
+    if not failed:
+        return None
+    lines = ["## Why targets are missed\n"]
+    for results in all_results:
+        who = results["short"]
+        missed = [target for name, target, _, ok in targets if name == who and not ok]
+        profiles = results.get("profiles")
+        if not missed or not profiles:
+            continue
+        lines.append(f"### {results['interpreter']}\n")
+        lines.append("Missed: " + "; ".join(missed) + ".\n")
+        small = results["small"]
+        lines.append(
+            "**Per message.** Without the profiler, the server processes used "
+            f"{num(small['runtime']['cpu_us_per_msg'])} µs (runtime) and "
+            f"{num(small['floor']['cpu_us_per_msg'])} µs (floor) of CPU per 200 B message, most of it "
+            "in the kernel: accepting, waking the client, closing. Under cProfile, the same work split "
+            "into stages (µs of own time per message; the profiler inflates every call, so compare the "
+            "columns, not the totals with the tables above):\n"
+        )
+        lines.append(stage_table(profiles[("small", "runtime")], profiles[("small", "floor")]))
+        lines.append(
+            "\nThe runtime's extra stages are what makes it a runtime: validating the envelope, "
+            "wrapping results into envelopes, kernel timeouts so that a stalled sidecar cannot hang it, "
+            "and telling the client the reply is complete. On a small message each is a visible share "
+            "of the round trip; the floor has none of them.\n"
+        )
+        for size, row in results["sizes"].items():
+            large = [name for name in row if name.startswith("runtime-")]
+            if not any(f"{human_size(size)}, chunk" in target for target in missed) or not large:
+                continue
+            runtime, floor = row[large[0]], row["floor"]
+            lines.append(
+                f"**{human_size(size)} payloads** (chunk {human_size(int(large[0].split('-')[1]))}): server CPU "
+                f"{num(runtime['cpu_us_per_msg'])} µs against {num(floor['cpu_us_per_msg'])} µs per message; "
+                f"minor page faults {num(runtime['faults_per_msg'])} against {num(floor['faults_per_msg'])} "
+                "per message. Every buffer of a megabyte or more that the C allocator maps afresh is "
+                "faulted in page by page, and on a virtual machine each fault costs microseconds.\n"
+            )
+        if any(target.startswith("start-up") for target in missed):
+            lines.append(_startup_note(results))
+        large_rt, large_fl = profiles[("large", "runtime")], profiles[("large", "floor")]
+        encode_rt, encode_fl = _own(large_rt, "(iterencode)"), _own(large_fl, "(iterencode)")
+        encoder_note = (
+            ": the runtime's encoder keeps non-ASCII text as UTF-8 (`ensure_ascii=False`, part of the "
+            "wire format), a path on which CPython's C encoder is slower than on the ASCII-escaping "
+            "path of a plain `json.dumps`"
+            if encode_rt > 1.03 * encode_fl
+            else ""
+        )
+        lines.append(
+            f"**Per 10 MiB message** (under cProfile): encoding the reply took {encode_rt / 1e3:.1f} ms in "
+            f"the runtime against {encode_fl / 1e3:.1f} ms in the floor{encoder_note}. Decoding took "
+            f"{_own(large_rt, '(raw_decode)') / 1e3:.1f} ms against {_own(large_fl, '(raw_decode)') / 1e3:.1f} ms. "
+            f"At the default chunk size the runtime made {_calls(large_rt, '.recv'):,.0f} receive calls "
+            f"({_own(large_rt, '.recv') / 1e3:.1f} ms) where the floor made {_calls(large_fl, '.recv'):,.0f} "
+            f"({_own(large_fl, '.recv') / 1e3:.1f} ms) but spent {_own(large_fl, 'bytes.join') / 1e3:.1f} ms "
+            "joining its chunks.\n"
+        )
+    return "\n".join(lines)
+
+
+def _startup_note(results):
+    startup = results["startup"]
+    parts = results.get("startup_parts", {})
+    listed = "; ".join(f"{name}: {value:.1f} ms" for name, value in parts.items())
+    return (
+        f"**Start-up**: {startup['runtime'] * 1e3:.1f} ms against {startup['floor'] * 1e3:.1f} ms from spawn "
+        f"to accepting. Measured apart ({listed}). A script run as `python file.py` is compiled "
+        "on every start (only imported modules get cached bytecode), and the runtime is the larger "
+        "file; `logging` is the heaviest of its imports.\n"
+    )
+
+
+def _profile_table(rows, limit=12):
+    lines = ["| calls/msg | own µs/msg | function |", "|---:|---:|---|"]
+    for row in rows[:limit]:
+        lines.append(f"| {row['calls_per_msg']:,.1f} | {row['own_us_per_msg']:,.1f} | `{row['function']}` |")
+    return "\n".join(lines)
+
+
+def _profile_section(results):
+    profiles = results.get("profiles")
+    if not profiles:
+        return None
+    lines = [
+        "## Where the time goes (cProfile)\n",
+        f"Both servers under cProfile (`bench/profile_server.py`) on {results['interpreter']}: the "
+        "functions with the most own time per message (start-up and the idle wait in `accept()` left "
+        "out). cProfile slows every call down, so compare rows with each other, not with the tables "
+        "above. JSON decoding and encoding dominate large messages in both servers: that part is the "
+        "floor.\n",
+    ]
+    titles = {"small": "200 B messages", "large": "10 MiB messages (runtime at the default 4 KiB chunk size)"}
+    for case in ("small", "large"):
+        for kind in ("runtime", "floor"):
+            lines += [f"**{kind}, {titles[case]}**\n", _profile_table(profiles[(case, kind)]), ""]
+    return "\n".join(lines)
+
+
+REPRODUCE = """## Reproduce
+
+```sh
+make bench        # this page and performance.png; exits 1 if a target is missed (a few minutes)
+make bench-smoke  # seconds: the bench still runs and prints its table; checks no target
+.venv/bin/python bench/run.py --python ~/.pyenv/versions/3.11.7/bin/python3   # other interpreters
+.venv/bin/python bench/run.py --runtime /tmp/old_asya_runtime.py --docs /tmp/old   # before/after a change
+```
+
+Run it on a quiet machine: the noise-check row tells how quiet it was. The verdicts
+use the same margins everywhere; when a result lands inside the noise of its target,
+run again rather than loosen a target.
+"""

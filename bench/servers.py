@@ -1,0 +1,166 @@
+"""Start and stop the servers under test, and find the interpreters to run them on.
+
+The runtime and the floor are started the same way: the same interpreter, the
+same environment (ASYA_SOCKET_DIR, ASYA_HANDLER, ASYA_CHUNK_SIZE, PYTHONPATH
+for the identity handler), one socket directory each, stderr to a log file.
+"""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import time
+
+from client import ServerFailed, wait_until_accepting
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNTIME_SCRIPT = os.path.join(REPO, "runtime", "asya_runtime.py")
+FLOOR_SCRIPT = os.path.join(REPO, "bench", "floor_server.py")
+HANDLER_DIR = os.path.join(REPO, "bench", "handlers")
+HANDLER = "bench_identity.identity"
+SOCKET_NAME = "asya-runtime.sock"
+DEFAULT_CHUNK_SIZE = 4096
+OLDEST_SUPPORTED = (3, 7)
+
+
+class Interpreter:
+    def __init__(self, path, version):
+        self.path = path
+        self.version = version  # (major, minor, micro)
+
+    @property
+    def label(self):
+        return "Python {}.{}.{}".format(*self.version)
+
+    @property
+    def short(self):
+        return "py{}.{}".format(*self.version[:2])
+
+
+def interpreter_version(path):
+    try:
+        out = subprocess.run(
+            [path, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", out.strip())
+    return tuple(int(part) for part in match.groups()) if match else None
+
+
+def find_interpreters():
+    """Every CPython 3.7+ under ~/.pyenv/versions or as python3.X on PATH, oldest first."""
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python3")))
+    for minor in range(7, 40):
+        found = shutil.which(f"python3.{minor}")
+        if found:
+            candidates.append(found)
+    by_version = {}
+    for path in candidates:
+        version = interpreter_version(path)
+        if version and version[:2] >= OLDEST_SUPPORTED and version[:2] not in by_version:
+            by_version[version[:2]] = Interpreter(path, version)
+    return [by_version[key] for key in sorted(by_version)]
+
+
+def oldest_and_newest(interpreters):
+    if len(interpreters) <= 1:
+        return list(interpreters)
+    return [interpreters[0], interpreters[-1]]
+
+
+def server_environment(socket_dir, chunk_size):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ASYA_", "PYTHON"))}
+    env.update(
+        ASYA_SOCKET_DIR=socket_dir,
+        ASYA_HANDLER=HANDLER,
+        ASYA_HANDLER_MODE="payload",
+        ASYA_ENABLE_VALIDATION="true",
+        PYTHONPATH=HANDLER_DIR,
+    )
+    if chunk_size is not None:
+        env["ASYA_CHUNK_SIZE"] = str(chunk_size)
+    return env
+
+
+class Server:
+    """One server process: kind is "runtime" or "floor"."""
+
+    def __init__(
+        self, kind, interpreter, work_dir, chunk_size=None, wrapper=(), name=None, cpus=None, script=None
+    ):
+        self.kind = kind
+        self.interpreter = interpreter
+        self.chunk_size = chunk_size
+        self.name = name or (kind if chunk_size is None else f"{kind}-{chunk_size}")
+        self.socket_dir = os.path.join(work_dir, self.name)
+        self.socket_path = os.path.join(self.socket_dir, SOCKET_NAME)
+        self.log_path = self.socket_dir + ".log"
+        script = script or (RUNTIME_SCRIPT if kind == "runtime" else FLOOR_SCRIPT)
+        self.command = [interpreter.path, *wrapper, script]
+        # The floor ignores ASYA_CHUNK_SIZE; it gets the same environment anyway.
+        self.env = server_environment(self.socket_dir, chunk_size)
+        self.cpus = cpus  # CPUs the process may run on; None: any
+        self.process = None
+
+    @property
+    def effective_chunk_size(self):
+        return self.chunk_size if self.chunk_size is not None else DEFAULT_CHUNK_SIZE
+
+    def start(self, timeout=30):
+        """Spawn the process; return the seconds from spawn to the socket accepting."""
+        os.makedirs(self.socket_dir, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            started = time.perf_counter()
+            self.process = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                preexec_fn=(lambda: os.sched_setaffinity(0, self.cpus)) if self.cpus else None,
+            )
+        try:
+            accepting = wait_until_accepting(self.socket_path, self.process, timeout)
+        except ServerFailed as exc:
+            self.stop()
+            raise ServerFailed(f"{self.name} on {self.interpreter.label}: {exc}\n{self.log_tail()}") from None
+        return accepting - started
+
+    def peak_rss(self):
+        """VmHWM: the most resident memory the process has had, in bytes."""
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        raise ServerFailed("no VmHWM in /proc status")
+
+    def stop(self):
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log_tail(self, lines=20):
+        try:
+            with open(self.log_path, errors="replace") as log:
+                return "".join(log.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
