@@ -65,7 +65,7 @@ lint-dockerfiles: venv ## hadolint every Dockerfile under images/ and e2e/
 # ---------------------------------------------------------------- the runtime
 .PHONY: lint
 lint: venv lint-dockerfiles lint-chart ## vermin (3.7+), ruff, stdlib-only import check, hadolint, helm lint
-	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips runtime/asya_runtime.py e2e/models
+	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips runtime/asya_runtime.py e2e/models bench/floor_server.py bench/handlers
 	$(VENV)/bin/ruff check .
 	$(PY) tools/check_stdlib_only.py runtime/asya_runtime.py
 
@@ -124,5 +124,5 @@ bench-smoke: venv ## the bench in a few seconds: runs every measurement once, pr
 
 # ---------------------------------------------------------------- test suite
 .PHONY: test
-test: lint test-runtime test-sidecar test-reliability images test-chart e2e ## everything: lint, runtime on 3.7..3.13, sidecar, fuzz+soak (short), chart, podman e2e
+test: lint test-runtime test-sidecar test-reliability bench-smoke images test-chart e2e ## everything: lint, runtime on 3.7..3.13, sidecar, fuzz+soak (short), chart, podman e2e
 	@echo "make test: all suites passed"

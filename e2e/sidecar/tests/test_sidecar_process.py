@@ -314,6 +314,8 @@ def test_batch_with_fan_out_and_sidecar_restarts_loses_and_repeats_nothing(harne
     # Stop and replace the first actor's sidecar twice while the batch flows.
     for stop_after in (len(expected) // 3, 2 * len(expected) // 3):
         split = harness.start_sidecar("split")
+        # Its stop handlers are in place once it logs that it is starting.
+        wait_for(lambda s=split: "actor=split starting" in s.log(), "the sidecar to start")
         wait_for(lambda n=stop_after: len(harness.store.pending("happy-end")) >= n, "progress")
         split.signal(signal.SIGTERM)
         assert split.wait() == 0, split.log()
