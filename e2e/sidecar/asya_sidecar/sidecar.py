@@ -65,28 +65,17 @@ class ConfigError(Exception):
     pass
 
 
-def _positive_float(environ, name, default):
+def _positive(environ, name, default, kind=float):
+    """A positive number of `kind` (seconds as float, counts as int), or default when unset."""
     raw = environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+        what = "a number of seconds" if kind is float else "an integer"
+        raise ConfigError(f"{name}={raw!r} is not {what}") from None
     if not value > 0:
-        raise ConfigError(f"{name}={raw!r} must be greater than 0")
-    return value
-
-
-def _positive_int(environ, name, default):
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be greater than 0")
     return value
 
@@ -124,11 +113,11 @@ class Config:
             actor=actor,
             socket_dir=environ.get("ASYA_SOCKET_DIR") or DEFAULT_SOCKET_DIR,
             queue_dir=environ.get("ASYA_QUEUE_DIR") or DEFAULT_QUEUE_DIR,
-            ready_timeout=_positive_float(environ, "ASYA_READY_TIMEOUT", 60.0),
-            call_timeout=_positive_float(environ, "ASYA_CALL_TIMEOUT", 300.0),
-            exit_when_idle=_positive_float(environ, "ASYA_EXIT_WHEN_IDLE", None),
-            max_messages=_positive_int(environ, "ASYA_MAX_MESSAGES", None),
-            poll_interval=_positive_float(environ, "ASYA_POLL_INTERVAL", 0.1),
+            ready_timeout=_positive(environ, "ASYA_READY_TIMEOUT", 60.0),
+            call_timeout=_positive(environ, "ASYA_CALL_TIMEOUT", 300.0),
+            exit_when_idle=_positive(environ, "ASYA_EXIT_WHEN_IDLE", None),
+            max_messages=_positive(environ, "ASYA_MAX_MESSAGES", None, kind=int),
+            poll_interval=_positive(environ, "ASYA_POLL_INTERVAL", 0.1),
         )
 
 
