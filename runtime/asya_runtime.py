@@ -739,7 +739,8 @@ class ActorServer:
 
         The stages run in one function so each large intermediate (frame
         bytes, text, parsed message, reply text) is released as soon as the
-        next one exists: peak memory stays near twice the message size.
+        next one exists: `make bench` measures a peak of about three times the
+        message size above idle, against four for a naive server.
         """
         config = self.config
         try:
