@@ -224,53 +224,64 @@ def set_io_timeout(conn, seconds, options=RECEIVE_TIMEOUT + SEND_TIMEOUT):
         conn.setsockopt(socket.SOL_SOCKET, option, timeval)
 
 
-def read_frame(conn, chunk_size, max_size, io_timeout=0):
+# The scratch buffer for the start of each frame: up to this size a frame is
+# read without allocating anything. Kept below glibc's mmap threshold
+# (128 KiB) ... and allocated once per server, so its size costs nothing per message.
+FIRST_RECEIVE_LIMIT = 256 * 1024
+
+
+def new_scratch(chunk_size):
+    return bytearray(max(HEADER.size, min(chunk_size, FIRST_RECEIVE_LIMIT)))
+
+
+def read_frame(conn, chunk_size, max_size, io_timeout=0, scratch=None):
     """Return the frame's body as a memoryview or bytearray, without extra copies.
 
-    Each receive call asks for at most chunk_size bytes. The first one does
-    not wait: the sidecar sends its frame right after connecting, so it is
-    usually there already, and a small frame is then taken whole, header
-    included, by that one call and returned as a view of it. io_timeout
-    (seconds) becomes the receive timeout only before a call that may wait,
-    so a message that never waits costs no setsockopt call. A longer frame
-    goes into one buffer of its final size, filled in place.
+    Each receive call asks for at most chunk_size bytes. The first ones go
+    into scratch, a buffer the server reuses for every message, and the very
+    first does not wait: the sidecar sends its frame right after connecting,
+    so it is usually there already. A frame that fits in scratch is returned
+    as a view of it (valid until the next read_frame with the same scratch):
+    a small message then costs no allocation and a single receive call.
+    io_timeout (seconds) becomes the receive timeout only before a call that
+    may wait. A longer frame goes into one buffer of its final size.
     """
+    if scratch is None:
+        scratch = new_scratch(chunk_size)
+    first = memoryview(scratch)
     must_set_timeout = bool(io_timeout)
     try:
-        first = conn.recv(chunk_size, socket.MSG_DONTWAIT)
+        filled = conn.recv_into(first[:chunk_size], 0, socket.MSG_DONTWAIT)
     except BlockingIOError:  # connected, but nothing sent yet
-        if must_set_timeout:
-            set_io_timeout(conn, io_timeout, RECEIVE_TIMEOUT)
-            must_set_timeout = False
-        first = _recv_some(conn, chunk_size)
+        filled = None
     except socket.timeout:  # socket.settimeout() sockets poll first, even with MSG_DONTWAIT
         raise FrameError("peer sent no complete length header in time") from None
     except ConnectionResetError:
-        first = b""
-    if not first:
+        filled = 0
+    while filled is None or HEADER.size > filled > 0:
+        if must_set_timeout:
+            set_io_timeout(conn, io_timeout, RECEIVE_TIMEOUT)
+            must_set_timeout = False
+        more = _recv_some(conn, first[filled or 0 : (filled or 0) + chunk_size])
+        if not more and filled:
+            raise FrameError(f"connection closed after {filled} of the 4 length bytes")
+        filled = (filled or 0) + more
+    if not filled:
         raise ClientGone()
-    if len(first) < HEADER.size and must_set_timeout:
-        set_io_timeout(conn, io_timeout, RECEIVE_TIMEOUT)
-        must_set_timeout = False
-    while len(first) < HEADER.size:
-        more = _recv_some(conn, chunk_size)
-        if not more:
-            raise FrameError(f"connection closed after {len(first)} of the 4 length bytes")
-        first += more
     (length,) = HEADER.unpack_from(first)
     if length > max_size:
         raise FrameError(f"frame of {length} bytes exceeds ASYA_MAX_MESSAGE_SIZE={max_size}")
     end = HEADER.size + length
-    if len(first) >= end:
-        return memoryview(first)[HEADER.size : end]
+    if filled >= end:
+        return first[HEADER.size : end]
 
     if must_set_timeout:
         set_io_timeout(conn, io_timeout, RECEIVE_TIMEOUT)
     body = bytearray(length)
     view = memoryview(body)
-    received = len(first) - HEADER.size
-    view[:received] = memoryview(first)[HEADER.size :]
-    del first
+    received = filled - HEADER.size
+    view[:received] = first[HEADER.size : filled]
+    first.release()
     try:
         recv_into = conn.recv_into
         while received < length:
@@ -287,13 +298,14 @@ def read_frame(conn, chunk_size, max_size, io_timeout=0):
     return body
 
 
-def _recv_some(conn, size):
+def _recv_some(conn, buffer):
+    """Blocking receive into buffer; 0 when the peer has closed or reset."""
     try:
-        return conn.recv(size)
+        return conn.recv_into(buffer)
     except (socket.timeout, BlockingIOError):
         raise FrameError("peer sent no complete length header in time") from None
     except ConnectionResetError:
-        return b""
+        return 0
 
 
 def write_frame(conn, data, io_timeout=0, small_reply=64 * 1024):
@@ -632,6 +644,7 @@ class ActorServer:
         self._socket_inode = None
         self._stopping = False
         self._small_reply = 0
+        self._scratch = new_scratch(config.chunk_size)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -744,7 +757,9 @@ class ActorServer:
         """
         config = self.config
         try:
-            frame = read_frame(conn, config.chunk_size, config.max_message_size, config.io_timeout)
+            frame = read_frame(
+                conn, config.chunk_size, config.max_message_size, config.io_timeout, self._scratch
+            )
         except ClientGone:
             log.debug("client closed without sending a frame")
             return
