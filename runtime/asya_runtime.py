@@ -645,6 +645,12 @@ class ActorServer:
         self._stopping = False
         self._small_reply = 0
         self._scratch = new_scratch(config.chunk_size)
+        # glibc raises its mmap and heap-trim thresholds the first time a large
+        # block is freed. Without that, the frame, text and reply buffers of
+        # every 64-128 KiB message are handed back to the kernel and faulted
+        # in again on the next one. calloc of a block this size maps fresh
+        # zero pages without touching them, so this costs no memory.
+        bytearray(8 * 1024 * 1024)
 
     # -- lifecycle -----------------------------------------------------------
 
