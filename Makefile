@@ -20,6 +20,15 @@ export CONTAINERS_CONF := $(CURDIR)/$(TOOLS)/containers.conf
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# ---------------------------------------------------------------- the two front-door commands
+.PHONY: demo
+demo: ## run the example pipeline as local processes and show where each message went (~1 s, plain python3)
+	$(PYTHON) e2e/demo.py
+
+.PHONY: test
+test: lint test-runtime test-sidecar test-reliability bench-smoke images test-chart e2e ## every test: lint, runtime on 3.7..3.13, sidecar, fuzz+soak (short), bench smoke, chart, podman e2e (~4 min; ~8 fresh)
+	@echo "make test: all suites passed"
+
 # ---------------------------------------------------------------- tooling
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -78,10 +87,6 @@ test-cov: venv ## runtime tests with a line-coverage report of asya_runtime.py
 	$(PYTEST) runtime/tests --cov=asya_runtime --cov-report=term-missing
 
 # ---------------------------------------------------------------- fake sidecar and demo
-.PHONY: demo
-demo: ## run the example pipeline as local processes and show where each message went (~1 s, plain python3)
-	$(PYTHON) e2e/demo.py
-
 .PHONY: test-sidecar
 test-sidecar: venv ## fake sidecar + queue tests against the real runtime as processes, 3.7 check (~20 s)
 	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips e2e/sidecar/asya_sidecar e2e/demo.py examples
@@ -121,8 +126,3 @@ bench: venv ## runtime vs the floor server on the oldest+newest Python; writes d
 .PHONY: bench-smoke
 bench-smoke: venv ## the bench in a few seconds: runs every measurement once, prints the table, checks no target
 	$(PY) bench/run.py --quick
-
-# ---------------------------------------------------------------- test suite
-.PHONY: test
-test: lint test-runtime test-sidecar test-reliability bench-smoke images test-chart e2e ## everything: lint, runtime on 3.7..3.13, sidecar, fuzz+soak (short), chart, podman e2e
-	@echo "make test: all suites passed"
