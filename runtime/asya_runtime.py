@@ -224,9 +224,9 @@ def set_io_timeout(conn, seconds, options=RECEIVE_TIMEOUT + SEND_TIMEOUT):
         conn.setsockopt(socket.SOL_SOCKET, option, timeval)
 
 
-# The scratch buffer for the start of each frame: up to this size a frame is
-# read without allocating anything. Kept below glibc's mmap threshold
-# (128 KiB) ... and allocated once per server, so its size costs nothing per message.
+# The scratch buffer for the start of each frame: a frame up to this size is
+# read without allocating anything. The server allocates it once, so its size
+# costs nothing per message.
 FIRST_RECEIVE_LIMIT = 256 * 1024
 
 
@@ -252,22 +252,24 @@ def read_frame(conn, chunk_size, max_size, io_timeout=0, scratch=None):
     must_set_timeout = bool(io_timeout)
     try:
         filled = conn.recv_into(first[:chunk_size], 0, socket.MSG_DONTWAIT)
+        if not filled:
+            raise ClientGone()
     except BlockingIOError:  # connected, but nothing sent yet
-        filled = None
+        filled = 0
     except socket.timeout:  # socket.settimeout() sockets poll first, even with MSG_DONTWAIT
         raise FrameError("peer sent no complete length header in time") from None
     except ConnectionResetError:
-        filled = 0
-    while filled is None or HEADER.size > filled > 0:
+        raise ClientGone() from None
+    while filled < HEADER.size:
         if must_set_timeout:
             set_io_timeout(conn, io_timeout, RECEIVE_TIMEOUT)
             must_set_timeout = False
-        more = _recv_some(conn, first[filled or 0 : (filled or 0) + chunk_size])
-        if not more and filled:
+        more = _recv_some(conn, first[filled : filled + chunk_size])
+        if not more:
+            if not filled:
+                raise ClientGone()
             raise FrameError(f"connection closed after {filled} of the 4 length bytes")
-        filled = (filled or 0) + more
-    if not filled:
-        raise ClientGone()
+        filled += more
     (length,) = HEADER.unpack_from(first)
     if length > max_size:
         raise FrameError(f"frame of {length} bytes exceeds ASYA_MAX_MESSAGE_SIZE={max_size}")
@@ -339,8 +341,8 @@ def load_handler(spec):
     module_name, _, function_name = spec.rpartition(".")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        missing = getattr(exc, "name", None)
+    except BaseException as exc:  # SyntaxError, SystemExit, anything the module raises
+        missing = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
         if missing and (module_name == missing or module_name.startswith(missing + ".")):
             raise HandlerLoadError(
                 "cannot import module {!r} named by ASYA_HANDLER={!r}: {}; "
@@ -348,11 +350,7 @@ def load_handler(spec):
                     module_name, spec, exc, os.environ.get("PYTHONPATH", "")
                 )
             )
-        raise HandlerLoadError(
-            f"importing handler module {module_name!r} failed: {type(exc).__name__}: {exc}",
-            show_traceback=True,
-        )
-    except BaseException as exc:  # SyntaxError, SystemExit, anything the module raises
+        # Found, but importing it failed: the user needs the traceback.
         raise HandlerLoadError(
             f"importing handler module {module_name!r} failed: {type(exc).__name__}: {exc}",
             show_traceback=True,
@@ -433,21 +431,19 @@ def check_route_rules(before, after):
     were, and `current` itself does not move (the sidecar advances it). Steps
     after `current` may be added, replaced or removed.
     """
+    current = before["current"]
     if (
         not isinstance(after, dict)
         or not isinstance(after.get("actors"), list)
         or not after["actors"]
         or type(after.get("current")) is not int
     ):
+        # validate_route raises for each of these; its text names the field.
         try:
-            validate_route(after, "output route")  # raises: names the malformed field
+            validate_route(after, "output route")
         except ProcessingError as exc:
-            raise ProcessingError(
-                f"route rule violated: {exc}; input route {json.dumps(before)}, "
-                f"output route {json.dumps(after, default=repr)}"
-            ) from None
-    current = before["current"]
-    if after["current"] != current:
+            broken = str(exc)
+    elif after["current"] != current:
         broken = f"route.current must stay {current} (the sidecar advances it), got {after['current']}"
     elif after["actors"][: current + 1] != before["actors"][: current + 1]:
         broken = f"route.actors[0..{current}] (processed steps and the current actor) must stay unchanged"
@@ -572,9 +568,6 @@ def ok_reply(result):
 
 def error_reply(code, exc):
     """Build the error reply for exc; the traceback starts at the user's code."""
-    tb = exc.__traceback__
-    while tb is not None and os.path.normcase(tb.tb_frame.f_code.co_filename) == _THIS_FILE:
-        tb = tb.tb_next
     try:
         text = str(exc)
     except Exception:  # a user exception whose __str__ is itself broken
@@ -588,19 +581,31 @@ def error_reply(code, exc):
         "error": code,
         "message": message,
         "type": type(exc).__name__,
-        "traceback": _format_traceback(exc, tb),
+        "traceback": _format_traceback(exc),
     }
 
 
-def _format_traceback(exc, tb):
+def _format_traceback(exc):
     try:
         if isinstance(exc, (ProcessingError, FrameError)):
             # The runtime's own errors carry only their final line: their
             # causes are runtime internals, already summarised in the message.
             return "".join(traceback.format_exception_only(type(exc), exc))
-        return "".join(traceback.format_exception(type(exc), exc, tb))
+        return "".join(traceback.format_exception(type(exc), exc, _user_traceback(exc)))
     except Exception:  # a broken user exception must not cost the reply
         return ""
+
+
+def _user_traceback(exc):
+    """exc's traceback from the first frame of user code: the runtime's own
+    frames, and importlib's when a handler module is imported, are left out."""
+    tb = exc.__traceback__
+    while tb is not None and (
+        os.path.normcase(tb.tb_frame.f_code.co_filename) == _THIS_FILE
+        or tb.tb_frame.f_code.co_filename.startswith("<frozen importlib")
+    ):
+        tb = tb.tb_next
+    return tb
 
 
 def encode_reply(reply):
@@ -619,6 +624,10 @@ def encode_reply(reply):
 def encode_error(reply):
     """Error replies hold only strings, so ASCII JSON of them cannot fail."""
     return _ASCII_ENCODER.encode(reply).encode("ascii")
+
+
+def _id_for_log(message_id):
+    return "-" if message_id is None else _for_log(message_id)
 
 
 def _for_log(text):
@@ -804,7 +813,7 @@ class ActorServer:
             reply = error_reply(PROCESSING_ERROR, exc)
             log.error(
                 "[id=%s] processing_error: %s",
-                _for_log(message_id) if message_id is not None else "-",
+                _id_for_log(message_id),
                 _for_log(reply["message"]),
             )
             data = encode_error(reply)
@@ -825,7 +834,7 @@ class ActorServer:
         except OSError as exc:
             log.warning(
                 "[id=%s] reply not delivered (client gone or stalled): %s",
-                _for_log(message_id) if message_id is not None else "-",
+                _id_for_log(message_id),
                 exc.strerror or exc,
             )
 
@@ -840,9 +849,14 @@ def main(environ=None):
     try:
         config = load_config(environ)
         handler = load_handler(config.handler)
+        server = ActorServer(config, handler)
+        # Installed before the socket exists, so no stop signal can leave it stale.
+        signal.signal(signal.SIGTERM, server.shutdown)
+        signal.signal(signal.SIGINT, server.shutdown)
+        server.bind()
     except StartupError as exc:
         sys.stderr.write(f"asya-runtime: error: {exc}\n")
-        if getattr(exc, "show_traceback", False) and exc.__cause__ is None:
+        if getattr(exc, "show_traceback", False):
             cause = exc.__context__
             traceback.print_exception(type(cause), cause, _user_traceback(cause), file=sys.stderr)
         sys.stderr.flush()
@@ -853,15 +867,6 @@ def main(environ=None):
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s asya-runtime: %(message)s",
     )
-    server = ActorServer(config, handler)
-    # Installed before the socket exists, so no stop signal can leave it stale.
-    signal.signal(signal.SIGTERM, server.shutdown)
-    signal.signal(signal.SIGINT, server.shutdown)
-    try:
-        server.bind()
-    except StartupError as exc:
-        sys.stderr.write(f"asya-runtime: error: {exc}\n")
-        return exc.exit_code
     log.info(
         "ready: python %s, handler %s, mode %s, socket %s, max message %d bytes, chunk %d bytes, "
         "validation %s",
@@ -879,16 +884,6 @@ def main(environ=None):
         server.close()
     log.info("stopped: socket %s removed", server.socket_path)
     return 0
-
-
-def _user_traceback(exc):
-    tb = exc.__traceback__
-    while tb is not None and (
-        os.path.normcase(tb.tb_frame.f_code.co_filename) == _THIS_FILE
-        or tb.tb_frame.f_code.co_filename.startswith("<frozen importlib")
-    ):
-        tb = tb.tb_next
-    return tb
 
 
 if __name__ == "__main__":
