@@ -1,0 +1,95 @@
+"""decode_message, the reply encoders and copy_json: the runtime's shortcuts
+around json.loads, json.dumps and copy.deepcopy must give exactly what those
+give, errors included, message after message."""
+
+import copy
+import json
+
+import pytest
+
+from asya_runtime import ProcessingError, copy_json, decode_message, encode_reply, ok_reply
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"payload":1}',
+        '  {"payload": 1}',
+        '{"payload": 1}\n',
+        '\t\r\n {"payload": [1, 2.5, "x", null, true]} \n\t',
+        '"just a string"',
+        "[]",
+        "0",
+    ],
+    ids=["compact", "leading-space", "trailing-newline", "both-sides", "string", "array", "number"],
+)
+def test_decode_message_parses_what_json_loads_parses(text):
+    assert decode_message(text) == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", "Expecting value: line 1 column 1 (char 0)"),
+        ("   ", "Expecting value: line 1 column 4 (char 3)"),
+        ('{"payload": 1} x', "Extra data: line 1 column 16 (char 15)"),
+        ('{"payload": 1}{}', "Extra data: line 1 column 15 (char 14)"),
+        ('{"payload": 1}\u00a0', "Extra data: line 1 column 15 (char 14)"),  # not JSON whitespace
+        ('{"payload": tru}', "Expecting value: line 1 column 13 (char 12)"),
+    ],
+    ids=["empty", "only-space", "trailing-word", "two-documents", "nbsp-after", "bad-literal"],
+)
+def test_decode_message_refuses_what_json_loads_refuses_with_its_words(text, expected):
+    with pytest.raises(ValueError) as raised:
+        decode_message(text)
+    assert str(raised.value) == expected
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_decode_message_refuses_nan_and_infinity(constant):
+    with pytest.raises(ValueError) as raised:
+        decode_message('{"payload": ' + constant + "}")
+    assert f"{constant} is not valid JSON" in str(raised.value)
+
+
+def test_a_failed_encode_leaves_nothing_behind_for_the_next_message():
+    shared = ["kept"]
+    looped = {"shared": shared}
+    looped["self"] = looped
+    with pytest.raises(ProcessingError) as raised:
+        encode_reply(ok_reply({"payload": looped}))
+    assert "Circular reference detected" in str(raised.value)
+
+    # The same objects, no longer circular: a stale mark from the failed
+    # attempt would make this look circular too.
+    del looped["self"]
+    data = encode_reply(ok_reply({"payload": looped, "again": shared}))
+
+    assert json.loads(data) == {
+        "status": "ok",
+        "result": {"payload": {"shared": ["kept"]}, "again": ["kept"]},
+    }
+
+
+def test_a_value_met_twice_without_a_cycle_is_encoded_twice():
+    twice = {"a": 1}
+    assert encode_reply(ok_reply({"payload": [twice, twice]})) == (
+        b'{"status":"ok","result":{"payload":[{"a":1},{"a":1}]}}'
+    )
+
+
+def test_encode_reply_matches_json_dumps_byte_for_byte():
+    value = {"payload": {"t": 'é\u2028\x7f\x00"\\', "n": [1, -2.5, 1e300, True, None], "k": {}}}
+    expected = json.dumps(ok_reply(value), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    assert encode_reply(ok_reply(value)) == expected
+
+
+def test_copy_json_is_deep_and_equal():
+    original = {"route": {"actors": ["a", "b"], "current": 0}, "headers": {"h": [{"x": 1}]}}
+    copied = copy_json(original)
+
+    assert copied == original == copy.deepcopy(original)
+    copied["route"]["actors"].append("c")
+    copied["headers"]["h"][0]["x"] = 2
+    assert original == {"route": {"actors": ["a", "b"], "current": 0}, "headers": {"h": [{"x": 1}]}}
