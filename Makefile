@@ -74,9 +74,9 @@ lint-dockerfiles: venv ## hadolint every Dockerfile under images/ and e2e/
 # ---------------------------------------------------------------- the runtime
 .PHONY: lint
 lint: venv lint-dockerfiles lint-chart ## vermin (3.7+), ruff, stdlib-only import check, hadolint, helm lint
-	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips runtime/asya_runtime.py e2e/models bench/floor_server.py bench/handlers
+	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips runtime/asya_runtime.py runtime/__main__.py tools/compile_runtime.py e2e/models bench/floor_server.py bench/handlers
 	$(VENV)/bin/ruff check .
-	$(PY) tools/check_stdlib_only.py runtime/asya_runtime.py
+	$(PY) tools/check_stdlib_only.py runtime/asya_runtime.py runtime/__main__.py tools/compile_runtime.py
 
 .PHONY: test-runtime
 test-runtime: venv ## runtime unit tests + black-box tests on every Python 3.7..3.13 found

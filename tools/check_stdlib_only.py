@@ -5,10 +5,16 @@ that pip installs. Run with Python 3.10+ (sys.stdlib_module_names).
 """
 
 import ast
+import os
 import sys
 
 
 def third_party_imports(path):
+    """(line, module) of each import that is neither stdlib nor a module next to path.
+
+    A sibling module ships with the file (runtime/__main__.py imports asya_runtime).
+    """
+    siblings = {name[:-3] for name in os.listdir(os.path.dirname(os.path.abspath(path))) if name.endswith(".py")}
     tree = ast.parse(open(path, encoding="utf-8").read(), path)
     found = []
     for node in ast.walk(tree):
@@ -20,7 +26,7 @@ def third_party_imports(path):
             continue
         for name in names:
             top = name.split(".")[0]
-            if top not in sys.stdlib_module_names:
+            if top not in sys.stdlib_module_names and top not in siblings:
                 found.append((node.lineno, name))
     return found
 
