@@ -36,7 +36,8 @@ def test_model_container_mounts_the_runtime_read_only(package_pod):
 
 def test_model_container_runs_the_runtime_with_the_default_interpreter(package_pod):
     runtime = container(package_pod, "asya-runtime")
-    assert runtime["command"] == ["python3", RUNTIME_DIR + "/asya_runtime.py"]
+    # The directory: its __main__.py imports the runtime from the shipped bytecode.
+    assert runtime["command"] == ["python3", RUNTIME_DIR]
     assert "args" not in runtime
     assert runtime["image"] == "localhost/asya-e2e-model-debian:dev"
 
@@ -48,7 +49,7 @@ def test_model_container_runs_the_runtime_with_the_default_interpreter(package_p
 ])
 def test_command_uses_python_executable(ci_renders, values_file, python):
     runtime = container(pod_spec(documents(ci_renders[values_file])), "asya-runtime")
-    assert runtime["command"] == [python, RUNTIME_DIR + "/asya_runtime.py"]
+    assert runtime["command"] == [python, RUNTIME_DIR]
 
 
 def test_first_class_values_become_asya_variables(package_pod):
@@ -312,7 +313,7 @@ def test_helm_test_pod_checks_the_runtime_in_the_model_image(ci_renders):
     assert smoke["command"][0] == "/opt/conda/bin/python"
     assert smoke["command"][1] == "-c"
     assert smoke["command"][2] == (CI_VALUES_DIR.parent / "files" / "smoke_test.py").read_text()
-    assert smoke["command"][3:] == ["300", RUNTIME_DIR + "/asya_runtime.py"]
+    assert smoke["command"][3:] == ["300", RUNTIME_DIR]
     assert [each["name"] for each in spec["initContainers"]] == ["asya-runtime-init"]
     assert "models" in volumes_by_name(spec)
 

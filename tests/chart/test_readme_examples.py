@@ -22,7 +22,7 @@ def test_readme_example_renders_the_handler_it_promises(chart, release, values_t
     runtime = next(c for c in spec["containers"] if c["name"] == "asya-runtime")
     env = {item["name"]: item.get("value") for item in runtime["env"]}
     python = values["workload"].get("pythonExecutable", "python3")
-    assert runtime["command"] == [python, "/opt/asya/asya_runtime.py"]
+    assert runtime["command"] == [python, "/opt/asya"]
     handler = values.get("handler") or next(
         e["value"] for e in values["workload"]["template"]["spec"]["containers"][0]["env"]
         if e["name"] == "ASYA_HANDLER"

@@ -29,7 +29,7 @@ RENDER_FAILURES = {
     "command-already-set": (
         runtime_values(command=["python", "serve.py"]),
         'container asya-runtime sets command ["python","serve.py"]: the chart runs '
-        "[python3, /opt/asya/asya_runtime.py]; remove command"),
+        "[python3, /opt/asya]; remove command"),
     "args-set": (
         runtime_values(args=["--port", "8080"]),
         "container asya-runtime sets args"),

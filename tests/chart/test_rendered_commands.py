@@ -2,8 +2,10 @@
 
 The probes and the helm test pod carry Python programs that will run inside the
 model image under its own interpreter. Here the rendered commands run as local
-processes against runtime/asya_runtime.py, with only the paths that belong to
-the pod (/opt/asya, /var/run/asya) pointed at local directories.
+processes against the runtime directory the init container would fill
+(asya_runtime.py, its launcher and their bytecode, built by
+tools/compile_runtime.py as `make images` builds it), with only the paths that
+belong to the pod (/opt/asya, /var/run/asya) pointed at local directories.
 """
 
 import glob
@@ -21,7 +23,8 @@ from chart_helpers import REPO_ROOT, container, pod_spec
 RUNTIME = REPO_ROOT / "runtime" / "asya_runtime.py"
 HANDLERS = Path(__file__).resolve().parent / "handlers"
 POD_SOCKET_PATH = "/var/run/asya/asya-runtime.sock"
-POD_RUNTIME_PATH = "/opt/asya/asya_runtime.py"
+POD_RUNTIME_DIR = "/opt/asya"
+COMPILE_RUNTIME = REPO_ROOT / "tools" / "compile_runtime.py"
 
 
 def oldest_supported_python():
@@ -53,10 +56,16 @@ def socket_dir():
 
 
 @pytest.fixture(scope="module")
-def runtime_file():
+def runtime_dir(tmp_path_factory):
+    """What /opt/asya holds in a pod, with bytecode for the interpreters used here."""
     if not RUNTIME.exists():
         pytest.skip("runtime/asya_runtime.py is not in this checkout yet")
-    return str(RUNTIME)
+    out_dir = tmp_path_factory.mktemp("runtime") / "asya"
+    pythons = [sys.executable] + [python for python in [oldest_supported_python()] if python]
+    subprocess.run([sys.executable, str(COMPILE_RUNTIME), str(out_dir),
+                    *[arg for python in pythons for arg in ("--python", python)]],
+                   check=True, stdout=subprocess.DEVNULL, timeout=120)
+    return str(out_dir)
 
 
 def render_pod_commands(chart, python, handler, **extra_values):
@@ -77,18 +86,18 @@ def pod_env(container_spec, socket_dir):
     return env
 
 
-def localise(command, socket_dir, runtime_file):
-    return [word.replace(POD_SOCKET_PATH, os.path.join(socket_dir, "asya-runtime.sock"))
-                .replace(POD_RUNTIME_PATH, runtime_file)
+def localise(command, socket_dir, runtime_dir):
+    return [runtime_dir if word == POD_RUNTIME_DIR
+            else word.replace(POD_SOCKET_PATH, os.path.join(socket_dir, "asya-runtime.sock"))
             for word in command]
 
 
 @pytest.mark.parametrize("interpreter", interpreters())
-def test_helm_test_passes_for_an_importable_handler(chart, runtime_file, socket_dir, interpreter):
+def test_helm_test_passes_for_an_importable_handler(chart, runtime_dir, socket_dir, interpreter):
     python = resolve(interpreter)
     _, smoke = render_pod_commands(chart, python, "echo_handler.process",
                                    handlerMode="envelope", chunkSize=65536)
-    result = subprocess.run(localise(smoke["command"], socket_dir, runtime_file),
+    result = subprocess.run(localise(smoke["command"], socket_dir, runtime_dir),
                             env=pod_env(smoke, socket_dir), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, timeout=120)
     assert result.returncode == 0, result.stdout
@@ -99,10 +108,10 @@ def test_helm_test_passes_for_an_importable_handler(chart, runtime_file, socket_
 
 @pytest.mark.parametrize("interpreter", interpreters())
 def test_helm_test_fails_with_the_runtimes_reason_for_a_misspelt_handler(
-        chart, runtime_file, socket_dir, interpreter):
+        chart, runtime_dir, socket_dir, interpreter):
     python = resolve(interpreter)
     _, smoke = render_pod_commands(chart, python, "echo_handler.proces")
-    result = subprocess.run(localise(smoke["command"], socket_dir, runtime_file),
+    result = subprocess.run(localise(smoke["command"], socket_dir, runtime_dir),
                             env=pod_env(smoke, socket_dir), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, timeout=120)
     assert result.returncode == 1, result.stdout
@@ -112,16 +121,16 @@ def test_helm_test_fails_with_the_runtimes_reason_for_a_misspelt_handler(
 
 
 @pytest.mark.parametrize("interpreter", interpreters())
-def test_probe_succeeds_only_while_the_runtime_serves(chart, runtime_file, socket_dir, interpreter):
+def test_probe_succeeds_only_while_the_runtime_serves(chart, runtime_dir, socket_dir, interpreter):
     python = resolve(interpreter)
     runtime_container, _ = render_pod_commands(chart, python, "echo_handler.process")
-    probe = localise(runtime_container["readinessProbe"]["exec"]["command"], socket_dir, runtime_file)
+    probe = localise(runtime_container["readinessProbe"]["exec"]["command"], socket_dir, runtime_dir)
     socket_path = os.path.join(socket_dir, "asya-runtime.sock")
 
     env = pod_env(runtime_container, socket_dir)
     assert subprocess.run(probe, env=env, stderr=subprocess.DEVNULL).returncode != 0
 
-    runtime = subprocess.Popen(localise(runtime_container["command"], socket_dir, runtime_file),
+    runtime = subprocess.Popen(localise(runtime_container["command"], socket_dir, runtime_dir),
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                universal_newlines=True)
     try:

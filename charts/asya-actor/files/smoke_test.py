@@ -1,9 +1,11 @@
 """`helm test` of an asya actor: start the runtime as the actor does, check it answers.
 
 The chart runs this inside the model image, with the actor's interpreter, env and
-volumes, as `<pythonExecutable> -c <this file> <ready timeout s> <asya_runtime.py path>`:
+volumes, as `<pythonExecutable> -c <this file> <ready timeout s> <runtime directory>`:
 
-1. start the runtime as a child process with the same interpreter;
+1. start the runtime as a child process with the same interpreter, the same way the
+   actor's container does: `<python> /opt/asya` (the directory's __main__.py
+   imports asya_runtime from the cached bytecode the init container copied);
 2. wait for its socket, which appears only once the handler is imported and every
    ASYA_* setting was accepted; if the child exits first, its own first log line
    (already in this pod's log) says what to fix;
@@ -89,7 +91,7 @@ def send_oversized_header(socket_path, deadline):
 
 def main():
     ready_timeout = float(sys.argv[1])
-    runtime_path = sys.argv[2]
+    runtime_path = sys.argv[2]  # /opt/asya (a runtime file path works too)
     # A directory of its own, so that only this test's runtime can answer here,
     # whatever else shares the volume.
     socket_dir = tempfile.mkdtemp(prefix="helm-test-",

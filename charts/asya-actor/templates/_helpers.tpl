@@ -138,7 +138,7 @@ Input: dict "root" $ "container" <user container>. Output: YAML of the container
 {{- fail "container asya-runtime has no image: set workload.template.spec.containers[].image to your model image" }}
 {{- end }}
 {{- if $container.command }}
-{{- fail (printf "container asya-runtime sets command %s: the chart runs [%s, %s/asya_runtime.py]; remove command and set workload.pythonExecutable if the interpreter is not %s" (toJson $container.command) $v.workload.pythonExecutable $runtimeDir $v.workload.pythonExecutable) }}
+{{- fail (printf "container asya-runtime sets command %s: the chart runs [%s, %s]; remove command and set workload.pythonExecutable if the interpreter is not %s" (toJson $container.command) $v.workload.pythonExecutable $runtimeDir $v.workload.pythonExecutable) }}
 {{- end }}
 {{- if $container.args }}
 {{- fail (printf "container asya-runtime sets args %s: the runtime takes no arguments; configure it with the chart values (handler, handlerMode, ...) or ASYA_* env entries" (toJson $container.args)) }}
@@ -159,7 +159,8 @@ Input: dict "root" $ "container" <user container>. Output: YAML of the container
 {{- $mounts = append $mounts (dict "name" "asya-tmp" "mountPath" "/tmp") }}
 {{- end }}
 {{- $_ := set $container "volumeMounts" $mounts }}
-{{- $_ := set $container "command" (list $v.workload.pythonExecutable (printf "%s/asya_runtime.py" $runtimeDir)) }}
+{{- /* The directory, not asya_runtime.py: its __main__.py imports the runtime, so the .pyc the init container copied is used instead of compiling the file at every start. */}}
+{{- $_ := set $container "command" (list $v.workload.pythonExecutable $runtimeDir) }}
 {{- $_ := set $container "env" (include "asya-actor.runtimeEnv" (dict "root" $root "container" .container) | fromYaml).env }}
 {{- /* Key by key, not sprig's merge: merge would replace a user's false with the default true. */}}
 {{- $securityContext := deepCopy $v.securityContext }}
@@ -273,7 +274,7 @@ Input: dict "root" $ "forTest" bool. Output: YAML of the pod spec.
 {{- if $forTest }}
 {{- $smokeTest := $runtimeContainer }}
 {{- $_ := set $smokeTest "name" "runtime-smoke-test" }}
-{{- $_ := set $smokeTest "command" (list $v.workload.pythonExecutable "-c" ($root.Files.Get "files/smoke_test.py") ($v.test.readyTimeoutSeconds | int64 | toString) (printf "%s/asya_runtime.py" $runtimeDir)) }}
+{{- $_ := set $smokeTest "command" (list $v.workload.pythonExecutable "-c" ($root.Files.Get "files/smoke_test.py") ($v.test.readyTimeoutSeconds | int64 | toString) $runtimeDir) }}
 {{- range $probe := list "startupProbe" "readinessProbe" "livenessProbe" "lifecycle" "ports" }}
 {{- $_ := unset $smokeTest $probe }}
 {{- end }}
