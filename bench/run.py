@@ -33,6 +33,7 @@ from servers import (  # noqa: E402
     RUNTIME_SCRIPT,
     Interpreter,
     Server,
+    build_runtime_dir,
     find_interpreters,
     interpreter_version,
     oldest_and_newest,
@@ -69,7 +70,7 @@ FULL = Plan(
     memory_sizes=(1 * MiB, 10 * MiB, 50 * MiB),
     memory_target_sizes=(10 * MiB, 50 * MiB),
     memory_repeats=3,
-    startup_samples=15,
+    startup_samples=31,
     profile_messages={"small": 2000, "large": 20},
 )
 
@@ -193,18 +194,25 @@ def interleaved(servers, payload, schedule):
 
 
 class Session:
-    """Everything one interpreter's measurements share: where, on which CPUs, progress lines."""
+    """Everything one interpreter's measurements share: where, on which CPUs, progress lines.
 
-    def __init__(self, interpreter, work_dir, server_cpus, progress, runtime_script):
+    The runtime is started as a pod starts it, `python DIR`: DIR holds the
+    runtime file, the launcher and the interpreter's bytecode, built by the
+    same code as the runtime image.
+    """
+
+    def __init__(self, interpreter, work_dir, server_cpus, progress, runtime_source):
         self.interpreter = interpreter
         self.work_dir = work_dir
         self.server_cpus = server_cpus
         self.progress = progress
-        self.runtime_script = runtime_script
+        self.runtime_dir = build_runtime_dir(work_dir, interpreter, runtime_source)
+        # The same file run as a script: compiled at every start (cold).
+        self.runtime_script = os.path.join(self.runtime_dir, "asya_runtime.py")
 
     def server(self, kind, where, chunk_size=None, **options):
         if kind == "runtime":
-            options["script"] = self.runtime_script
+            options.setdefault("script", self.runtime_dir)
         return Server(
             kind,
             self.interpreter,
@@ -216,35 +224,63 @@ class Session:
 
 
 def measure_startup(session, samples):
-    """Median seconds from spawning the process to its socket accepting a connection."""
-    seconds = {"runtime": [], "floor": []}
-    kinds = ["runtime", "floor"]
+    """Median seconds from spawning the process to its socket accepting a connection.
+
+    "runtime" is `python DIR` (the cached bytecode, as in a pod); "runtime_cold"
+    is `python DIR/asya_runtime.py`, which compiles the file at every start
+    (informational: what the cache saves). Each sample starts all three, in
+    an order that rotates from one sample to the next.
+    """
+    starts = [
+        ("runtime", "runtime", {}),
+        ("runtime_cold", "runtime", {"script": session.runtime_script, "name": "runtime-cold"}),
+        ("floor", "floor", {}),
+    ]
+    seconds = {key: [] for key, _, _ in starts}
     for sample in range(samples):
-        for kind in kinds:
-            with session.server(kind, f"start{sample}") as server:
-                seconds[kind].append(server.start())
-        kinds.reverse()
-    return {kind: statistics.median(values) for kind, values in seconds.items()}
+        turn = sample % len(starts)
+        for key, kind, options in starts[turn:] + starts[:turn]:
+            with session.server(kind, f"start{sample}", **options) as server:
+                seconds[key].append(server.start())
+    return {key: statistics.median(values) for key, values in seconds.items()}
 
 
 STARTUP_PROBE = """
-import ast, statistics, sys, time
+import ast, importlib.util, marshal, statistics, sys, time
 path = sys.argv[1]
 source = open(path).read()
 tree = ast.parse(source)
 modules = sorted({alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names})
-times = []
-for _ in range(5):
-    started = time.perf_counter()
-    compile(source, path, "exec")
-    times.append(time.perf_counter() - started)
-print(statistics.median(times) * 1e3)
+
+
+def median_ms(work):
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1e3
+
+
+def load_cached():
+    # What the import system does with a checked-hash .pyc: read it and the
+    # source, compare the source's hash, unmarshal the code.
+    with open(importlib.util.cache_from_source(path), "rb") as cached:
+        data = cached.read()
+    with open(path, "rb") as source_file:
+        assert importlib.util.source_hash(source_file.read()) == data[8:16]
+    marshal.loads(data[16:])
+
+
+print(median_ms(lambda: compile(source, path, "exec")))
 print(",".join(modules))
+print(median_ms(load_cached) if len(sys.argv) > 2 else "")
 """
 
 
 def measure_startup_parts(session, samples):
-    """Where start-up goes: the bare interpreter, importing each script's modules, compiling it."""
+    """Where start-up goes: the bare interpreter, importing each server's modules, and
+    getting its code: the runtime's from its cached bytecode (or compiled, cold), the floor's compiled."""
     python = session.interpreter.path
 
     def median_run_ms(command):
@@ -256,15 +292,19 @@ def measure_startup_parts(session, samples):
         return statistics.median(times) * 1e3
 
     parts = {"bare interpreter": median_run_ms([python, "-c", "pass"])}
-    for kind, script in (("runtime", session.runtime_script), ("floor", FLOOR_SCRIPT)):
+    for kind, script, cached in (("runtime", session.runtime_script, ["cached"]), ("floor", FLOOR_SCRIPT, [])):
         out = subprocess.run(
-            [python, "-c", STARTUP_PROBE, script], capture_output=True, text=True, check=True
+            [python, "-I", "-c", STARTUP_PROBE, script, *cached], capture_output=True, text=True, check=True
         )
-        compile_ms, modules = out.stdout.split("\n")[:2]
+        compile_ms, modules, cached_ms = out.stdout.split("\n")[:3]
         parts[f"{kind}: import {modules.replace(',', ', ')}"] = (
             median_run_ms([python, "-c", f"import {modules}"]) - parts["bare interpreter"]
         )
-        parts[f"{kind}: compile the script"] = float(compile_ms)
+        if cached:
+            parts[f"{kind}: load its cached bytecode (checked-hash .pyc)"] = float(cached_ms)
+            parts[f"{kind}, cold: compile the file"] = float(compile_ms)
+        else:
+            parts[f"{kind}: compile the script"] = float(compile_ms)
     return parts
 
 

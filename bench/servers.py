@@ -3,69 +3,42 @@
 The runtime and the floor are started the same way: the same interpreter, the
 same environment (ASYA_SOCKET_DIR, ASYA_HANDLER, ASYA_CHUNK_SIZE, PYTHONPATH
 for the identity handler), one socket directory each, stderr to a log file.
+The runtime is run as a pod runs it, `python DIR` (see build_runtime_dir); the
+floor is a script.
 """
 
-import glob
 import os
-import re
-import shutil
 import subprocess
+import sys
 import time
 
 from client import ServerFailed, wait_until_accepting
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Interpreter discovery and the runtime directory come from the tool that
+# builds the runtime image, so the bench measures what the image ships.
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import compile_runtime  # noqa: E402
+from compile_runtime import Interpreter, find_interpreters, interpreter_version  # noqa: E402, F401
+
 RUNTIME_SCRIPT = os.path.join(REPO, "runtime", "asya_runtime.py")
 FLOOR_SCRIPT = os.path.join(REPO, "bench", "floor_server.py")
 HANDLER_DIR = os.path.join(REPO, "bench", "handlers")
 HANDLER = "bench_identity.identity"
 SOCKET_NAME = "asya-runtime.sock"
 DEFAULT_CHUNK_SIZE = 4096
-OLDEST_SUPPORTED = (3, 7)
 
 
-class Interpreter:
-    def __init__(self, path, version):
-        self.path = path
-        self.version = version  # (major, minor, micro)
+def build_runtime_dir(work_dir, interpreter, runtime_source=RUNTIME_SCRIPT):
+    """The directory a pod runs as `python /opt/asya`, with bytecode for `interpreter`.
 
-    @property
-    def label(self):
-        return "Python {}.{}.{}".format(*self.version)
-
-    @property
-    def short(self):
-        return "py{}.{}".format(*self.version[:2])
-
-
-def interpreter_version(path):
-    try:
-        out = subprocess.run(
-            [path, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    match = re.match(r"(\d+)\.(\d+)\.(\d+)", out.strip())
-    return tuple(int(part) for part in match.groups()) if match else None
-
-
-def find_interpreters():
-    """Every CPython 3.7+ under ~/.pyenv/versions or as python3.X on PATH, oldest first."""
-    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/*/bin/python3")))
-    for minor in range(7, 40):
-        found = shutil.which(f"python3.{minor}")
-        if found:
-            candidates.append(found)
-    by_version = {}
-    for path in candidates:
-        version = interpreter_version(path)
-        if version and version[:2] >= OLDEST_SUPPORTED and version[:2] not in by_version:
-            by_version[version[:2]] = Interpreter(path, version)
-    return [by_version[key] for key in sorted(by_version)]
+    Built by the same code as the runtime image (tools/compile_runtime.py):
+    runtime_source as asya_runtime.py, the launcher __main__.py, and the
+    interpreter's checked-hash .pyc files. Returns the directory.
+    """
+    out_dir = os.path.join(work_dir, f"runtime-{interpreter.short}")
+    compile_runtime.build(out_dir, [interpreter], runtime_source=runtime_source)
+    return out_dir
 
 
 def oldest_and_newest(interpreters):
