@@ -686,9 +686,28 @@ def _user_traceback(exc):
     return tb
 
 
-def encode_reply(reply):
-    """Serialise a reply to UTF-8 bytes; raise ProcessingError if it is not JSON."""
+def is_plain_ascii(text):
+    """True if text is ASCII with no backslash, i.e. JSON with no escape in it."""
+    return text.isascii() and "\\" not in text
+
+
+def encode_reply(reply, plain_ascii_likely=False):
+    """Serialise a reply to UTF-8 bytes; raise ProcessingError if it is not JSON.
+
+    CPython's C encoder is faster on its ASCII-escaping path than on the raw
+    UTF-8 one (for a 10 MiB base64 string, by 15% on 3.7 and 80% on 3.11).
+    When the request was plain ASCII (no escape at all: base64 blobs,
+    numbers, identifiers), so usually is the reply: it is then encoded on the
+    fast path, and if the result holds no backslash, nothing was escaped, so
+    those are exactly the bytes the UTF-8 path gives. Otherwise the UTF-8
+    path encodes it again, and non-ASCII text stays raw UTF-8 on the wire.
+    """
     try:
+        if plain_ascii_likely:
+            text = _encode_ascii(reply)
+            if "\\" not in text:
+                return text.encode("ascii")
+            del text  # not kept alive while the reply is encoded again
         text = _encode_utf8(reply)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ProcessingError(f"handler result is not JSON-serialisable: {exc}") from None
@@ -720,6 +739,11 @@ def _for_log(text):
 # --------------------------------------------------------------------------
 
 
+# Just under glibc's 32 MiB ceiling for its dynamic mmap threshold: a freed
+# block at or above the ceiling leaves the threshold where it was.
+HEAP_WARM_UP_BYTES = 31 * 1024 * 1024
+
+
 class ActorServer:
     """Serves config.handler on a Unix socket until shutdown() or a stop signal."""
 
@@ -732,13 +756,18 @@ class ActorServer:
         self._stopping = False
         self._small_reply = 0
         self._scratch = new_scratch(config.chunk_size)
-        # glibc raises its mmap and heap-trim thresholds the first time a large
-        # block is freed. Without that, the frame, text and reply buffers of
-        # every 64-128 KiB message are handed back to the kernel and faulted
-        # in again on the next one. bytes(n) is calloc: a block this size is
+        # Freeing a block that glibc mapped on its own raises its mmap
+        # threshold to that block's size (32 MiB at most) and its heap-trim
+        # threshold to twice that. Without this, the frame, text and reply
+        # buffers of every message above 128 KiB are mapped afresh and faulted
+        # in page by page, which costs a 10 MiB message a quarter of its time.
+        # After it, buffers up to about 31 MiB come from the heap and are
+        # reused by the next message; the price is that the heap keeps up to
+        # twice that freed between messages, never above the peak the
+        # messages themselves needed. bytes(n) is calloc: a block this size is
         # mapped as fresh zero pages and never touched, so this costs no
         # memory and no time (bytearray(n) would write every page).
-        bytes(8 * 1024 * 1024)
+        bytes(HEAP_WARM_UP_BYTES)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -885,6 +914,7 @@ class ActorServer:
                 envelope = decode_message(text)
             except (ValueError, RecursionError) as exc:
                 raise ProcessingError(f"message is not valid JSON: {exc}") from None
+            plain_ascii_request = is_plain_ascii(text)
             del text
             if isinstance(envelope, dict) and isinstance(envelope.get("id"), str):
                 message_id = envelope["id"]
@@ -894,7 +924,7 @@ class ActorServer:
                 raise ProcessingError("envelope must be a JSON object with a 'payload' field")
             result = self.dispatch(envelope)
             del envelope
-            data = encode_reply(ok_reply(result))
+            data = encode_reply(ok_reply(result), plain_ascii_likely=plain_ascii_request)
             del result
         except BaseException as exc:  # a handler may raise anything, SystemExit included
             reply = error_reply(PROCESSING_ERROR, exc)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from asya_runtime import ProcessingError, copy_json, decode_message, encode_reply, ok_reply
+from asya_runtime import ProcessingError, copy_json, decode_message, encode_reply, is_plain_ascii, ok_reply
 
 
 @pytest.mark.parametrize(
@@ -93,3 +93,31 @@ def test_copy_json_is_deep_and_equal():
     copied["route"]["actors"].append("c")
     copied["headers"]["h"][0]["x"] = 2
     assert original == {"route": {"actors": ["a", "b"], "current": 0}, "headers": {"h": [{"x": 1}]}}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "QUJDRA+/" * 100,
+        {"n": [1, 2.5, -3e-7, None, True], "k": "plain"},
+        "line\nbreak",
+        'a "quote" and a \\ backslash',
+        "héllo 你好 👋",
+        "del \x7f and nul \x00",
+        "lone \ud800 surrogate",
+    ],
+    ids=["base64", "numbers", "newline", "quote-backslash", "non-ascii", "del-nul", "lone-surrogate"],
+)
+def test_the_ascii_first_path_gives_the_same_bytes(payload):
+    reply = ok_reply({"payload": payload})
+
+    assert encode_reply(reply, plain_ascii_likely=True) == encode_reply(reply, plain_ascii_likely=False)
+
+
+@pytest.mark.parametrize(
+    "text, plain",
+    [('{"a":"b"}', True), ('{"a":"b\\n"}', False), ('{"a":"é"}', False), ("", True)],
+    ids=["plain", "escape", "non-ascii", "empty"],
+)
+def test_is_plain_ascii(text, plain):
+    assert is_plain_ascii(text) is plain

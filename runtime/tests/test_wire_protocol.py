@@ -69,6 +69,43 @@ def test_reply_bytes_match_the_documented_example(shared_runtime):
     assert raw_reply == b"\x00\x00\x00\x8e" + expected_body
 
 
+def test_an_ascii_request_still_gets_non_ascii_text_as_raw_utf8(shared_runtime):
+    # The runtime encodes the reply to a plain-ASCII request on the ASCII path
+    # first; whatever the handler adds must still go out as raw UTF-8.
+    runtime = shared_runtime("greet.process", "greet")
+    request = b'{"route":{"actors":["a"],"current":0},"payload":{"name":"Ana"}}'
+
+    with connect(runtime.socket_path) as client:
+        client.sendall(len(request).to_bytes(4, "big") + request)
+        raw_reply = read_until_eof(client)
+
+    expected_body = (
+        '{"status":"ok","result":{"payload":{"greeting":"grüß dich, Ana 👋","tab":"a\\tb","del":"\x7f"},'
+        '"route":{"actors":["a"],"current":0},"headers":{}}}'
+    ).encode()
+    assert raw_reply == len(expected_body).to_bytes(4, "big") + expected_body
+
+
+@pytest.mark.parametrize("size", [100, 300 * 1024])
+def test_a_plain_ascii_payload_comes_back_byte_for_byte(shared_runtime, size):
+    runtime = shared_runtime("greet.echo", "greet")
+    blob = ("QUJDRA+/" * (size // 8 + 1))[:size]
+    request = (
+        '{"id":"b","route":{"actors":["a"],"current":0},"headers":{},"payload":"' + blob + '"}'
+    ).encode()
+
+    with connect(runtime.socket_path) as client:
+        client.sendall(len(request).to_bytes(4, "big") + request)
+        raw_reply = read_until_eof(client)
+
+    expected_body = (
+        '{"status":"ok","result":{"payload":"'
+        + blob
+        + '","route":{"actors":["a"],"current":0},"headers":{},"id":"b"}}'
+    ).encode()
+    assert raw_reply == len(expected_body).to_bytes(4, "big") + expected_body
+
+
 def test_headers_default_to_an_empty_object(shared_runtime):
     runtime = shared_runtime("echo.echo", "echo")
 
