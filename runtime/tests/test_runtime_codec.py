@@ -7,7 +7,15 @@ import json
 
 import pytest
 
-from asya_runtime import ProcessingError, copy_json, decode_message, encode_reply, is_plain_ascii, ok_reply
+from asya_runtime import (
+    ProcessingError,
+    copy_json,
+    decode_message,
+    encode_reply,
+    is_plain_ascii,
+    ok_reply,
+    wire_bytes,
+)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +71,7 @@ def test_a_failed_encode_leaves_nothing_behind_for_the_next_message():
     # The same objects, no longer circular: a stale mark from the failed
     # attempt would make this look circular too.
     del looped["self"]
-    data = encode_reply(ok_reply({"payload": looped, "again": shared}))
+    data = wire_bytes(encode_reply(ok_reply({"payload": looped, "again": shared})))
 
     assert json.loads(data) == {
         "status": "ok",
@@ -73,7 +81,7 @@ def test_a_failed_encode_leaves_nothing_behind_for_the_next_message():
 
 def test_a_value_met_twice_without_a_cycle_is_encoded_twice():
     twice = {"a": 1}
-    assert encode_reply(ok_reply({"payload": [twice, twice]})) == (
+    assert wire_bytes(encode_reply(ok_reply({"payload": [twice, twice]}))) == (
         b'{"status":"ok","result":{"payload":[{"a":1},{"a":1}]}}'
     )
 
@@ -82,7 +90,7 @@ def test_encode_reply_matches_json_dumps_byte_for_byte():
     value = {"payload": {"t": 'é\u2028\x7f\x00"\\', "n": [1, -2.5, 1e300, True, None], "k": {}}}
     expected = json.dumps(ok_reply(value), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
-    assert encode_reply(ok_reply(value)) == expected
+    assert wire_bytes(encode_reply(ok_reply(value))) == expected
 
 
 def test_copy_json_is_deep_and_equal():

@@ -257,7 +257,10 @@ class StingySocket:
         self.sock = sock
         self.limit = limit
 
+        self.sendmsg_calls = 0
+
     def sendmsg(self, buffers):
+        self.sendmsg_calls += 1
         return self.sock.send(b"".join(bytes(b) for b in buffers)[: self.limit])
 
     def sendall(self, data):
@@ -269,7 +272,11 @@ def test_write_frame_completes_a_partial_send(pair, limit):
     reader, writer = pair
     data = b'{"status":"ok","result":[]}'
 
-    write_frame(StingySocket(writer, limit), data)
+    stingy = StingySocket(writer, limit)
+
+    # small_reply=0: the gathered sendmsg() path that large replies take.
+    write_frame(stingy, data, small_reply=0)
     writer.shutdown(socket.SHUT_WR)
 
     assert read_until_eof(reader) == header(len(data)) + data
+    assert stingy.sendmsg_calls == 1

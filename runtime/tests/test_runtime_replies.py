@@ -11,6 +11,7 @@ from asya_runtime import (
     encode_reply,
     error_reply,
     ok_reply,
+    wire_bytes,
 )
 
 
@@ -20,7 +21,7 @@ def test_ok_reply_is_compact_utf8_json():
     )
 
     assert (
-        encode_reply(reply)
+        wire_bytes(encode_reply(reply))
         == (
             '{"status":"ok","result":{"payload":{"text":"héllo 你好"},'
             '"route":{"actors":["a"],"current":0},"headers":{}}}'
@@ -57,9 +58,10 @@ def test_result_nested_too_deep_is_a_processing_error():
 def test_lone_surrogate_still_gives_valid_json_that_round_trips():
     reply = ok_reply({"payload": {"text": "broken \ud800 text é"}})
 
-    data = encode_reply(reply)
+    data = wire_bytes(encode_reply(reply))
 
-    data.decode("ascii")  # the fallback escapes everything that is not ASCII
+    # Only the surrogate is escaped; the rest stays raw UTF-8.
+    assert data == '{"status":"ok","result":{"payload":{"text":"broken \\ud800 text é"}}}'.encode()
     assert json.loads(data.decode("utf-8")) == reply
 
 
@@ -148,7 +150,7 @@ def test_encoded_error_is_ascii_json_even_with_a_lone_surrogate_in_the_message()
     try:
         raise ValueError("bad \ud800 value é")
     except ValueError as exc:
-        data = encode_error(error_reply(PROCESSING_ERROR, exc))
+        data = wire_bytes(encode_error(error_reply(PROCESSING_ERROR, exc)))
 
     data.decode("ascii")
     assert json.loads(data.decode("ascii"))["message"] == "ValueError: bad \ud800 value é"
