@@ -292,7 +292,10 @@ def measure_startup_parts(session, samples):
         return statistics.median(times) * 1e3
 
     parts = {"bare interpreter": median_run_ms([python, "-c", "pass"])}
-    for kind, script, cached in (("runtime", session.runtime_script, ["cached"]), ("floor", FLOOR_SCRIPT, [])):
+    for kind, script, cached in (
+        ("runtime", session.runtime_script, ["cached"]),
+        ("floor", FLOOR_SCRIPT, []),
+    ):
         out = subprocess.run(
             [python, "-I", "-c", STARTUP_PROBE, script, *cached], capture_output=True, text=True, check=True
         )
@@ -309,7 +312,8 @@ def measure_startup_parts(session, samples):
 
 
 def measure_memory(session, sizes, repeats):
-    """VmHWM of a fresh process that has answered one message of the size; median of repeats."""
+    """VmHWM of a fresh process that has answered one message of the size, its idle
+    VmRSS before and its VmRSS after; medians of repeats."""
     configs = [("runtime", None), ("runtime", LARGE_CHUNK), ("floor", None)]
     peaks = {}
     for size in sizes:
@@ -322,11 +326,17 @@ def measure_memory(session, sizes, repeats):
                     server.start()
                     idle = server.peak_rss()
                     Client(server.socket_path, frame).check(payload)
-                    samples.setdefault(server.name, []).append((server.peak_rss(), idle))
+                    # The reply is read whole only after the server has sent
+                    # it; a moment later the server is back in accept().
+                    time.sleep(0.05)
+                    samples.setdefault(server.name, []).append(
+                        (server.peak_rss(), idle, server.current_rss())
+                    )
         peaks[size] = {
             name: {
-                "peak": statistics.median(peak for peak, _ in values),
-                "idle": statistics.median(idle for _, idle in values),
+                "peak": statistics.median(peak for peak, _, _ in values),
+                "idle": statistics.median(idle for _, idle, _ in values),
+                "after": statistics.median(after for _, _, after in values),
                 "payload": payload_json_size(payload),
             }
             for name, values in samples.items()

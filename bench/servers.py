@@ -107,11 +107,18 @@ class Server:
 
     def peak_rss(self):
         """VmHWM: the most resident memory the process has had, in bytes."""
+        return self._status_bytes("VmHWM:")
+
+    def current_rss(self):
+        """VmRSS: the memory resident now, in bytes."""
+        return self._status_bytes("VmRSS:")
+
+    def _status_bytes(self, field):
         with open(f"/proc/{self.process.pid}/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
-        raise ServerFailed("no VmHWM in /proc status")
+        raise ServerFailed(f"no {field} in /proc status")
 
     def stop(self):
         if self.process is None:
