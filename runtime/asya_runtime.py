@@ -929,7 +929,7 @@ class ActorServer:
                 raise ProcessingError("envelope must be a JSON object with a 'payload' field")
             result = self.dispatch(envelope)
             del envelope
-            text = encode_reply(ok_reply(result), plain_ascii_likely=plain_ascii_request)
+            reply_text = encode_reply(ok_reply(result), plain_ascii_likely=plain_ascii_request)
             # The payload goes before the reply's bytes are made, so the
             # heap can reuse its memory for them.
             del result
@@ -940,9 +940,9 @@ class ActorServer:
                 _id_for_log(message_id),
                 _for_log(reply["message"]),
             )
-            text = encode_error(reply)
-        data = wire_bytes(text)
-        del text
+            reply_text = encode_error(reply)
+        data = wire_bytes(reply_text)
+        del reply_text
         self._send(conn, data, message_id)
 
     def dispatch(self, envelope):
