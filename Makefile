@@ -120,7 +120,7 @@ test-reliability: venv ## short fuzz + security checks + 15 s soak (~45 s)
 
 # ---------------------------------------------------------------- performance (docs/performance.md)
 .PHONY: bench
-bench: venv ## runtime vs the floor server on the oldest+newest Python; writes docs/performance.{md,png}; fails on a missed target (~2 min)
+bench: venv ## runtime vs the floor server on the oldest+newest Python; writes docs/performance.{md,png}; fails on a missed target (~2.5 min)
 	$(PY) bench/run.py
 
 .PHONY: bench-smoke
