@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+import asya_runtime
 from asya_runtime import (
     ProcessingError,
     copy_json,
@@ -129,3 +130,18 @@ def test_the_ascii_first_path_gives_the_same_bytes(payload):
 )
 def test_is_plain_ascii(text, plain):
     assert is_plain_ascii(text) is plain
+
+
+@pytest.mark.parametrize("ensure_ascii", [False, True], ids=["utf8", "ascii"])
+def test_without_the_c_accelerator_the_encoder_writes_the_same_text(monkeypatch, ensure_ascii):
+    # An interpreter built without _json has no c_make_encoder: the public
+    # encoder takes over, with the same output and the same refusals.
+    value = ok_reply({"payload": {"t": "é\n\x7f", "n": [1, 2.5, None, True], "k": {}}})
+    with_c = asya_runtime._compact_encoder(ensure_ascii)
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    without_c = asya_runtime._compact_encoder(ensure_ascii)
+
+    assert without_c(value) == with_c(value)
+    for bad in (float("nan"), object()):
+        with pytest.raises((ValueError, TypeError)):
+            without_c({"payload": bad})
