@@ -114,7 +114,7 @@ soak: venv ## fault-injection soak of the real runtime for SOAK_SECONDS (240) wi
 	$(PY) -m reliability.soak --duration $(SOAK_SECONDS) $(if $(SEED),--seed $(SEED))
 
 .PHONY: test-reliability
-test-reliability: venv ## short fuzz + security checks + 15 s soak (~45 s)
+test-reliability: venv ## short fuzz + security checks + 15 s soak (~55 s)
 	$(PYTEST) --timeout 600 -p no:cacheprovider reliability
 	$(PY) -m reliability.soak --duration 15 $(if $(SEED),--seed $(SEED))
 

@@ -21,6 +21,7 @@ import os
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -45,7 +46,7 @@ IO_TIMEOUT_SECONDS = 0.5
 LOG_LINE_CAP = 8192
 BACKLOG_CLIENTS_AT_STOP = 3
 WARM_UP_BATCH = 200
-WARM_UP_QUIET_BATCHES = 3
+WARM_UP_QUIET_BATCHES = 6
 WARM_UP_SETTLED_KIB = 256
 
 # How often each kind of client shows up (relative weights).
@@ -458,9 +459,9 @@ def warm_up(runtime, seed, reply_limit, time_cap):
     First every op and client action a few times, then batches of the mix
     until RSS has stayed within WARM_UP_SETTLED_KIB for WARM_UP_QUIET_BATCHES
     batches in a row (or time_cap passes). The allocator keeps freed memory
-    for reuse (glibc raises its mmap threshold after a large free), so RSS
-    climbs to a plateau first; growth is measured from that plateau, where a
-    real leak still shows as a steady climb.
+    for reuse (the runtime has glibc serve blocks up to 31 MiB from its heap),
+    so RSS climbs to a plateau first; growth is measured from that plateau,
+    where a real leak still shows as a steady climb.
     """
     rng = random.Random(f"{seed}/warm-up")
     tally = Tally()
@@ -679,15 +680,29 @@ def run(args):
     return 1 if problems else 0
 
 
-def floor_growth(samples):
-    """Lowest RSS of the last quarter of the run minus lowest of the first quarter.
+FLOOR_STRETCHES = 6
+
+
+def floor_growth(samples, stretches=FLOOR_STRETCHES):
+    """How far a leak would have lifted the RSS floor over the run, in the samples' unit.
 
     Samples land at random moments, some in the middle of an 8 MiB
     allocation, so single readings jump by megabytes (most on 3.13); the
-    floor does not, while a leak lifts it steadily.
+    floor of a stretch of samples (its lowest reading) does not. A leak lifts
+    the floor from every stretch to the next alike. The allocator settling
+    does not: glibc extends its heap only when no free block is big enough,
+    rarer and rarer as the run goes on, so its rises are a step or two. The
+    growth is therefore the median rise from one stretch to the next, times
+    the number of rises: the whole climb for a steady leak, nothing for one
+    or two steps of the allocator.
     """
-    quarter = max(1, len(samples) // 4)
-    return min(samples[-quarter:]) - min(samples[:quarter])
+    stretches = max(1, min(stretches, len(samples)))
+    bounds = [round(index * len(samples) / stretches) for index in range(stretches + 1)]
+    floors = [min(samples[start:end]) for start, end in zip(bounds, bounds[1:])]
+    rises = [later - earlier for earlier, later in zip(floors, floors[1:])]
+    if not rises:
+        return 0
+    return statistics.median(rises) * len(rises)
 
 
 def judge(figures, rss_limit_mib):
