@@ -140,21 +140,18 @@ def compile_for(interpreter, out_dir):
 
 
 def build(out_dir, interpreters, runtime_source=RUNTIME_SOURCE, launcher_source=LAUNCHER_SOURCE):
-    """Fill out_dir with the runtime, the launcher and their bytecode.
+    """Fill out_dir with the runtime, the launcher and bytecode from each interpreter.
 
-    Returns the interpreters bytecode was written for. out_dir is emptied first
-    (it must be new, empty, or an earlier build).
+    out_dir is emptied first (it must be new, empty, or an earlier build). An
+    interpreter that cannot compile the files raises RuntimeError.
     """
     _prepare_out_dir(out_dir)
     for source, name in ((runtime_source, RUNTIME_NAME), (launcher_source, LAUNCHER_NAME)):
         target = os.path.join(out_dir, name)
         shutil.copyfile(source, target)
         os.chmod(target, 0o644)
-    compiled = []
     for interpreter in interpreters:
         compile_for(interpreter, out_dir)
-        compiled.append(interpreter)
-    return compiled
 
 
 def main(argv=None):
@@ -176,8 +173,8 @@ def main(argv=None):
             interpreters.append(Interpreter(path, version))
     else:
         interpreters = supported(find_interpreters())
-    compiled = build(args.out_dir, interpreters, runtime_source=args.runtime)
-    versions = [i.minor_version for i in compiled]
+    build(args.out_dir, interpreters, runtime_source=args.runtime)
+    versions = [i.minor_version for i in interpreters]
     print(
         "compile_runtime: {} with bytecode for Python {}".format(
             args.out_dir, ", ".join(versions) if versions else "no version (no interpreter found)"
