@@ -23,7 +23,7 @@ help: ## list the targets
 # ---------------------------------------------------------------- the two front-door commands
 .PHONY: demo
 demo: ## run the example pipeline as local processes and show where each message went (~1 s, plain python3)
-	$(PYTHON) e2e/demo.py
+	$(PYTHON) examples/demo.py
 
 .PHONY: test
 test: lint test-runtime test-sidecar test-reliability bench-smoke images test-chart e2e ## every test: lint, runtime on 3.7..3.13, sidecar, fuzz+soak (short), bench smoke, chart, podman e2e (~4 min; ~8 fresh)
@@ -68,55 +68,55 @@ images: base-images ## build every image with podman (runtime, sidecar, e2e mode
 	bash tools/build-images.sh
 
 .PHONY: lint-dockerfiles
-lint-dockerfiles: venv ## hadolint every Dockerfile under images/ and e2e/
+lint-dockerfiles: venv ## hadolint every Dockerfile under images/, fake-sidecar/ and tests/e2e/
 	bash tools/lint-dockerfiles.sh $(VENV)/bin/hadolint
 
 # ---------------------------------------------------------------- the runtime
 .PHONY: lint
 lint: venv lint-dockerfiles lint-chart ## vermin (3.7+), ruff, stdlib-only import check, hadolint, helm lint
-	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips runtime/asya_runtime.py runtime/__main__.py tools/compile_runtime.py e2e/models bench/floor_server.py bench/handlers
+	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips runtime/asya_runtime.py runtime/__main__.py tools/compile_runtime.py tests/e2e/models bench/floor_server.py bench/handlers
 	$(VENV)/bin/ruff check .
 	$(PY) tools/check_stdlib_only.py runtime/asya_runtime.py runtime/__main__.py tools/compile_runtime.py
 
 .PHONY: test-runtime
 test-runtime: venv ## runtime unit tests + black-box tests on every Python 3.7..3.13 found
-	$(PYTEST) runtime/tests
+	$(PYTEST) tests/runtime
 
 .PHONY: test-cov
 test-cov: venv ## runtime tests with a line-coverage report of asya_runtime.py
-	$(PYTEST) runtime/tests --cov=asya_runtime --cov-report=term-missing
+	$(PYTEST) tests/runtime --cov=asya_runtime --cov-report=term-missing
 
 # ---------------------------------------------------------------- fake sidecar and demo
 .PHONY: test-sidecar
 test-sidecar: venv ## fake sidecar + queue tests against the real runtime as processes, 3.7 check (~20 s)
-	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips e2e/sidecar/asya_sidecar e2e/demo.py examples
-	$(PYTEST) --timeout 300 e2e/sidecar/tests
+	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips fake-sidecar/asya_sidecar examples
+	$(PYTEST) --timeout 300 tests/sidecar
 
 # ---------------------------------------------------------------- end to end (docs/e2e.md)
 .PHONY: e2e
 e2e: images helm venv ## chart + images on real podman pods: the 7 e2e scenarios, adapter tests (~25 s; ~4 min from a fresh clone)
-	$(PYTEST) --timeout 300 -p no:cacheprovider -rs e2e/tests --backend podman
+	$(PYTEST) --timeout 300 -p no:cacheprovider -rs tests/e2e --backend podman
 
 .PHONY: e2e-kind
 e2e-kind: venv helm ## the same e2e scenarios on a kind cluster; one line and exit 0 when docker/kind/registry is missing
-	@if PYTHONPATH=e2e $(PY) -m backends.kind --preflight; then \
-		$(MAKE) images && $(PYTEST) --timeout 900 -p no:cacheprovider -rs e2e/tests/test_scenarios.py --backend kind; \
+	@if PYTHONPATH=tests/e2e $(PY) -m backends.kind --preflight; then \
+		$(MAKE) images && $(PYTEST) --timeout 900 -p no:cacheprovider -rs tests/e2e/test_scenarios.py --backend kind; \
 	fi
 
 # ---------------------------------------------------------------- reliability
 SOAK_SECONDS ?= 240
 .PHONY: fuzz
 fuzz: venv ## long property-based run: 2500 cases per property against the runtime (~6 min)
-	$(PYTEST) --timeout 3600 -p no:cacheprovider --hypothesis-profile=long reliability
+	$(PYTEST) --timeout 3600 -p no:cacheprovider --hypothesis-profile=long tests/reliability
 
 .PHONY: soak
 soak: venv ## fault-injection soak of the real runtime for SOAK_SECONDS (240) with a report; SEED=n repeats one
-	$(PY) -m reliability.soak --duration $(SOAK_SECONDS) $(if $(SEED),--seed $(SEED))
+	PYTHONPATH=tests $(PY) -m reliability.soak --duration $(SOAK_SECONDS) $(if $(SEED),--seed $(SEED))
 
 .PHONY: test-reliability
 test-reliability: venv ## short fuzz + security checks + 15 s soak (~55 s)
-	$(PYTEST) --timeout 600 -p no:cacheprovider reliability
-	$(PY) -m reliability.soak --duration 15 $(if $(SEED),--seed $(SEED))
+	$(PYTEST) --timeout 600 -p no:cacheprovider tests/reliability
+	PYTHONPATH=tests $(PY) -m reliability.soak --duration 15 $(if $(SEED),--seed $(SEED))
 
 # ---------------------------------------------------------------- performance (docs/performance.md)
 .PHONY: bench

@@ -3,7 +3,7 @@
 For every actor it starts what a pod would run: the real runtime
 (`python3 runtime`, as a pod runs `python3 /opt/asya`: the directory's
 __main__.py imports runtime/asya_runtime.py) with one of the handlers in examples/, and the fake
-sidecar (e2e/sidecar) feeding it from a directory queue. Sockets, queues and
+sidecar (fake-sidecar/) feeding it from a directory queue. Sockets, queues and
 logs live in one temporary directory. Then it pushes a few envelopes, waits
 until every message has finished, and prints where each one went, hop by hop,
 from the sidecars' one-line-per-message logs and the happy-end and error-end
@@ -24,7 +24,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNTIME_DIR = os.path.join(REPO, "runtime")
 EXAMPLES = os.path.join(REPO, "examples")
-SIDECAR_PACKAGE_DIR = os.path.join(REPO, "e2e", "sidecar")
+SIDECAR_PACKAGE_DIR = os.path.join(REPO, "fake-sidecar")
 
 sys.path.insert(0, SIDECAR_PACKAGE_DIR)
 from asya_sidecar.queues import QueueStore  # noqa: E402  (path set just above)

@@ -19,10 +19,10 @@ log_dir=$repo_root/.build/images/logs
 
 # image | Dockerfile | build context | BASE_IMAGE      (paths from the repo root)
 image_table="
-localhost/asya-runtime:dev              | images/asya-runtime/Dockerfile | .                 | localhost/asya-base/busybox:static
-localhost/asya-sidecar-fake:dev         | e2e/sidecar/Dockerfile         | e2e/sidecar       | localhost/asya-base/debian-python3:bookworm
-localhost/asya-e2e-model-debian:dev     | e2e/models/debian/Dockerfile   | e2e/models/debian | localhost/asya-base/debian-python3:bookworm
-localhost/asya-e2e-model-conda37:dev    | e2e/models/conda37/Dockerfile  | e2e/models/conda37| localhost/asya-base/conda-py37:3.7.16
+localhost/asya-runtime:dev              | images/asya-runtime/Dockerfile       | .                        | localhost/asya-base/busybox:static
+localhost/asya-sidecar-fake:dev         | fake-sidecar/Dockerfile              | fake-sidecar             | localhost/asya-base/debian-python3:bookworm
+localhost/asya-e2e-model-debian:dev     | tests/e2e/models/debian/Dockerfile   | tests/e2e/models/debian  | localhost/asya-base/debian-python3:bookworm
+localhost/asya-e2e-model-conda37:dev    | tests/e2e/models/conda37/Dockerfile  | tests/e2e/models/conda37 | localhost/asya-base/conda-py37:3.7.16
 "
 
 log() { echo "build-images: $*"; }

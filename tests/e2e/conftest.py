@@ -1,6 +1,6 @@
 """Fixtures of the e2e suite: one backend per session, with every scenario's actors.
 
-`pytest e2e/tests --backend podman` (make e2e) or `--backend kind` (make e2e-kind).
+`pytest tests/e2e --backend podman` (make e2e) or `--backend kind` (make e2e-kind).
 The backend is created once: it deploys all the releases of releases.py, the
 tests share them, and its finalizer removes every pod, container and volume
 even when deploying or a test failed. A failed test gets the pods' states and
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-E2E_DIR = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(E2E_DIR), str(E2E_DIR / "sidecar")]
+E2E_DIR = Path(__file__).resolve().parent
+sys.path[:0] = [str(E2E_DIR), str(E2E_DIR.parents[1] / "fake-sidecar")]
 
 import e2e_session  # noqa: E402  (path set just above)
 from e2e_queues import Queues  # noqa: E402

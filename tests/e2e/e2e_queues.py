@@ -1,6 +1,6 @@
 """The test's side of the pipeline: put envelopes into actors' queues, find where they ended.
 
-It uses the sidecar's own queue module (e2e/sidecar/asya_sidecar/queues.py),
+It uses the sidecar's own queue module (fake-sidecar/asya_sidecar/queues.py),
 so a message is written exactly as a sidecar writes one: to tmp/, fsynced,
 then renamed into the queue, never seen half-written.
 """

@@ -128,7 +128,7 @@ def test_podman_commands_use_no_network_and_the_pods_grace_period(render):
 
     assert kube_play_command("/w/slow.pod.yaml") == [
         "podman", "kube", "play", "--network", "none", "--quiet", "/w/slow.pod.yaml"]
-    # e2e/values/slow-handler.yaml gives the pod 90 s to finish its message.
+    # tests/e2e/values/slow-handler.yaml gives the pod 90 s to finish its message.
     assert pod_stop_command("asya-e2e-abc123-slow", PodmanPod(slow, "asya-e2e-abc123-slow", pod, volumes).grace_seconds) == [
         "podman", "pod", "stop", "--time", "90", "asya-e2e-abc123-slow"]
 

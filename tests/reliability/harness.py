@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # Another copy of the runtime (say, the file shipped in the image) can be put
 # under test by pointing this variable at its directory.
 RUNTIME_DIR = Path(os.environ.get("ASYA_RELIABILITY_RUNTIME_DIR") or REPO_ROOT / "runtime").resolve()

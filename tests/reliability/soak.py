@@ -1,6 +1,6 @@
-"""Fault-injection soak of the real runtime: `python -m reliability.soak`.
+"""Fault-injection soak of the real runtime: `PYTHONPATH=tests python -m reliability.soak`.
 
-One runtime process (reliability/handlers/soak_handler.py) is hammered by
+One runtime process (tests/reliability/handlers/soak_handler.py) is hammered by
 several client threads, each sending a long seeded mix of good messages,
 garbage, truncated frames, lying length prefixes, clients that vanish, and
 handlers that raise, exit, return junk, sleep or allocate. Every request
@@ -581,7 +581,7 @@ def stop_with_message_in_flight(runtime, seed, reply_limit):
 def run(args):
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     print(
-        f"soak: seed {seed} (repeat with: python -m reliability.soak --seed {seed} --duration {args.duration:g})"
+        f"soak: seed {seed} (repeat with: PYTHONPATH=tests python -m reliability.soak --seed {seed} --duration {args.duration:g})"
     )
     sys.stdout.flush()
     extra_env = {

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 TESTS_DIR = Path(__file__).resolve().parent
-RUNTIME_DIR = TESTS_DIR.parent
+RUNTIME_DIR = TESTS_DIR.parents[1] / "runtime"
 RUNTIME_SCRIPT = RUNTIME_DIR / "asya_runtime.py"
 HANDLERS_DIR = TESTS_DIR / "handlers"
 SOCKET_NAME = "asya-runtime.sock"

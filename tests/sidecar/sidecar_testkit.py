@@ -17,8 +17,8 @@ import tempfile
 import time
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-SIDECAR_DIR = os.path.dirname(TESTS_DIR)
-REPO = os.path.dirname(os.path.dirname(SIDECAR_DIR))
+REPO = os.path.dirname(os.path.dirname(TESTS_DIR))
+SIDECAR_DIR = os.path.join(REPO, "fake-sidecar")
 RUNTIME = os.path.join(REPO, "runtime", "asya_runtime.py")
 HANDLERS_DIR = os.path.join(TESTS_DIR, "handlers")
 

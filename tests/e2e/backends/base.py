@@ -2,7 +2,7 @@
 
 A backend takes helm releases of charts/asya-actor (one per actor) and runs
 their pods somewhere real: podman pods on this machine (podman.py) or a kind
-cluster (kind.py). The scenarios in e2e/tests talk to the actors only the way
+cluster (kind.py). The scenarios in tests/e2e talk to the actors only the way
 a user's pipeline would: through the queue directory that every sidecar
 mounts, plus the containers' logs and exit codes, which the backend fetches.
 
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = REPO_ROOT / "charts" / "asya-actor"
-VALUES_DIR = REPO_ROOT / "e2e" / "values"
+VALUES_DIR = REPO_ROOT / "tests" / "e2e" / "values"
 COMMON_VALUES = VALUES_DIR / "common.yaml"
 HELM = REPO_ROOT / ".tools" / "bin" / "helm"
 
@@ -34,7 +34,7 @@ RUNTIME_CONTAINER = "asya-runtime"
 SIDECAR_CONTAINER = "asya-sidecar"
 SOCKET_PATH = "/var/run/asya/asya-runtime.sock"
 
-# The queue directory: e2e/values/common.yaml mounts the volume QUEUE_VOLUME at
+# The queue directory: tests/e2e/values/common.yaml mounts the volume QUEUE_VOLUME at
 # QUEUE_MOUNT_PATH in every sidecar (the sidecar image's ASYA_QUEUE_DIR); the
 # backend says where the volume comes from (queue_volume_values).
 QUEUE_VOLUME = "asya-queues"
@@ -101,7 +101,7 @@ class ContainerExit:
 def queue_volume_values(host_path):
     """Values that make the volume QUEUE_VOLUME a hostPath directory.
 
-    Given as one more values file after e2e/values/common.yaml (which mounts
+    Given as one more values file after tests/e2e/values/common.yaml (which mounts
     the volume into the sidecar), because the path differs per backend and
     per run. `Directory`, not `DirectoryOrCreate`: a missing directory is a
     harness bug, and creating it would make it root-owned 0755, which the

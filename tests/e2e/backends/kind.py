@@ -1,6 +1,6 @@
 """The kind backend: the same releases installed with helm on a kind cluster.
 
-    kind create cluster --config <e2e/kind-config.yaml with this run's queue dir>
+    kind create cluster --config <tests/e2e/kind-config.yaml with this run's queue dir>
     kind load docker-image IMAGE          (or podman save + kind load image-archive)
     helm install RELEASE charts/asya-actor --wait=watcher ...   (one per release)
 
@@ -12,7 +12,7 @@ kubectl's output.
 
 Needs docker, kind, helm (make helm) and a registry for kind's node image;
 check_available() names the first one missing. `python -m backends.kind
---preflight` (run with e2e/ on sys.path) prints the same line, for the Makefile.
+--preflight` (run with tests/e2e/ on sys.path) prints the same line, for the Makefile.
 """
 
 import os
@@ -45,7 +45,7 @@ from .base import (
 
 CLUSTER_NAME = "asya-e2e"
 NAMESPACE = "asya-e2e"
-KIND_CONFIG = REPO_ROOT / "e2e" / "kind-config.yaml"
+KIND_CONFIG = REPO_ROOT / "tests" / "e2e" / "kind-config.yaml"
 # Where the node sees the host's queue directory (the extraMount's containerPath).
 NODE_QUEUE_DIR = "/var/local/asya-e2e/queues"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
@@ -59,7 +59,7 @@ NODE_IMAGE_VARIABLE = "ASYA_E2E_KIND_NODE_IMAGE"
 # without a cluster.
 
 def kind_cluster_config(host_queue_dir, node_image=None, config_path=KIND_CONFIG):
-    """e2e/kind-config.yaml with its queue mount pointed at `host_queue_dir`."""
+    """tests/e2e/kind-config.yaml with its queue mount pointed at `host_queue_dir`."""
     config = yaml.safe_load(config_path.read_text())
     mounts = [mount for node in config["nodes"] for mount in node.get("extraMounts") or []
               if mount["containerPath"] == NODE_QUEUE_DIR]
