@@ -59,6 +59,10 @@ test-chart: venv helm ## chart tests: lint, render, kubernetes-validate, structu
 podman: ## install podman (Debian packages) and write .tools/containers.conf
 	bash tools/install-podman.sh $(TOOLS)
 
+.PHONY: rabbitmq
+rabbitmq: ## install RabbitMQ (Debian package); tests start it on 127.0.0.1 via tools/rabbitmq.sh
+	bash tools/install-rabbitmq.sh
+
 .PHONY: base-images
 base-images: podman ## build the local base images (debootstrap; no registry needed)
 	bash tools/build-base-images.sh
