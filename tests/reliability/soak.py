@@ -27,10 +27,9 @@ import sys
 import threading
 import time
 
-from .harness import (
+from asya_testkit.paths import RUNTIME_SCRIPT
+from asya_testkit.wire import (
     HEADER,
-    RUNTIME_SCRIPT,
-    RuntimeProcess,
     canonical,
     connect,
     encode_envelope,
@@ -38,6 +37,8 @@ from .harness import (
     receive_until_closed,
     send_ignoring_early_close,
 )
+
+from . import runtime_process
 from .strategies import frame_stream_outcome, is_valid_envelope
 
 MIB = 1024 * 1024
@@ -597,7 +598,7 @@ def run(args):
         except (OSError, RuntimeError):  # the process is gone; server_restarts reports it
             return 0
 
-    with RuntimeProcess("soak_handler.handle", extra_env=extra_env, python=args.python) as runtime:
+    with runtime_process("soak_handler.handle", env=extra_env, python=args.python) as runtime:
         pid = runtime.pid
         rss_ready = reading(runtime.rss_kib)
         warm_tally, warm_seconds, warm_settled = warm_up(runtime, seed, reply_limit, args.warm_up_cap)

@@ -4,7 +4,7 @@ runtime's code) to check the runtime against."""
 
 from hypothesis import strategies as st
 
-from .harness import HEADER
+from asya_testkit.wire import HEADER
 
 # ------------------------------------------------------------------- JSON
 

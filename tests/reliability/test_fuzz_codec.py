@@ -8,8 +8,11 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .inprocess import asya_runtime
+from asya_testkit.inprocess import runtime_module
+
 from .strategies import json_values
+
+asya_runtime = runtime_module()
 
 json_whitespace = st.text(alphabet=" \t\n\r", max_size=3)
 

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .harness import canonical, encode_envelope, frame
-from .inprocess import asya_runtime, make_server, serve_one
+from asya_testkit.inprocess import make_server, runtime_module, serve_one
+from asya_testkit.wire import canonical, encode_envelope, frame
+
 from .strategies import (
     envelope_like,
     is_valid_envelope,
@@ -19,6 +20,8 @@ from .strategies import (
     single_payloads,
     valid_envelopes,
 )
+
+asya_runtime = runtime_module()
 
 ENVELOPE_FIELDS = ("envelope", "payload", "route", "headers", "id")
 

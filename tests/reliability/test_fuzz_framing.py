@@ -7,9 +7,12 @@ import socket
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .harness import HEADER, frame
-from .inprocess import asya_runtime, make_server, serve_one
+from asya_testkit.inprocess import make_server, runtime_module, serve_one
+from asya_testkit.wire import HEADER, frame
+
 from .strategies import frame_stream_outcome, framed_streams, is_valid_envelope, split_points
+
+asya_runtime = runtime_module()
 
 
 class ScriptedConnection:

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .harness import encode_envelope, frame
-from .inprocess import make_server, serve_one
+from asya_testkit.inprocess import make_server, serve_one
+from asya_testkit.wire import encode_envelope, frame
+
 from .strategies import json_values
 
 REQUEST = frame(encode_envelope({"id": "m-1", "route": {"actors": ["a", "b"], "current": 0}, "payload": 1}))

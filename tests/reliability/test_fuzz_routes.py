@@ -9,8 +9,11 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from .inprocess import asya_runtime
+from asya_testkit.inprocess import runtime_module
+
 from .strategies import actor_names, json_values, routes
+
+asya_runtime = runtime_module()
 
 
 def run_envelope_handler(envelope, new_route):

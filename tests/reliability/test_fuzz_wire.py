@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from .harness import RuntimeProcess, call, canonical, encode_envelope, exchange, frame, simple_route
+from asya_testkit.wire import call, canonical, encode_envelope, exchange, frame, simple_route
+
+from . import runtime_process
 from .strategies import envelope_like, frame_stream_outcome, framed_streams, is_valid_envelope
 
 MAX_MESSAGE_SIZE = 65536
@@ -14,9 +16,9 @@ MAX_MESSAGE_SIZE = 65536
 
 @pytest.fixture(scope="module")
 def runtime():
-    with RuntimeProcess(
+    with runtime_process(
         "echo_handler.echo",
-        extra_env={"ASYA_MAX_MESSAGE_SIZE": str(MAX_MESSAGE_SIZE), "ASYA_LOG_LEVEL": "DEBUG"},
+        env={"ASYA_MAX_MESSAGE_SIZE": str(MAX_MESSAGE_SIZE), "ASYA_LOG_LEVEL": "DEBUG"},
     ) as process:
         first_pid = process.pid
         yield process

@@ -14,8 +14,10 @@ import sys
 import pytest
 from hypothesis import given
 
-from .harness import RuntimeProcess, call, encode_envelope, exchange, frame, simple_route
-from .inprocess import make_server, serve_one
+from asya_testkit.inprocess import make_server, serve_one
+from asya_testkit.wire import call, encode_envelope, exchange, frame, simple_route
+
+from . import runtime_process
 from .strategies import envelope_like
 
 OTHER_UID = 1  # "daemon" on Debian: stands in for a sidecar running as another user
@@ -25,7 +27,7 @@ RUNTIME_UID = 65534  # "nobody"
 
 
 def test_socket_is_0666_owned_by_the_runtime_user_in_a_directory_it_created():
-    with RuntimeProcess("echo_handler.echo", socket_dir="created/by/runtime") as runtime:
+    with runtime_process("echo_handler.echo", socket_dir="created/by/runtime") as runtime:
         socket_stat = os.lstat(runtime.socket_path)
         dir_mode = stat.S_IMODE(os.stat(runtime.socket_dir).st_mode)
 
@@ -96,7 +98,7 @@ def _emptydir_like(runtime):
 
 def test_a_sidecar_under_another_uid_can_use_the_socket_of_a_runtime_running_as_nobody():
     python = _needs_root_and_interpreter()
-    runtime = RuntimeProcess("echo_handler.echo", python=python, user=RUNTIME_UID, private_copy=True)
+    runtime = runtime_process("echo_handler.echo", python=python, user=RUNTIME_UID, private_copy=True)
     _emptydir_like(runtime)
     with runtime:
         assert os.lstat(runtime.socket_path).st_uid == RUNTIME_UID
@@ -111,7 +113,7 @@ def test_a_directory_the_runtime_creates_under_umask_077_still_lets_another_uid_
     # runtime creates around it must not undo that (docs/protocol.md: "a
     # sidecar running under a different UID can connect").
     python = _needs_root_and_interpreter()
-    runtime = RuntimeProcess(
+    runtime = runtime_process(
         "echo_handler.echo",
         python=python,
         user=RUNTIME_UID,
@@ -130,14 +132,14 @@ def test_a_directory_the_runtime_creates_under_umask_077_still_lets_another_uid_
 
 
 def test_a_symlink_at_the_socket_path_is_refused_and_its_target_left_alone():
-    runtime = RuntimeProcess("echo_handler.echo")
+    runtime = runtime_process("echo_handler.echo")
     runtime.socket_dir.mkdir()
     target = runtime.workdir / "precious.txt"
     target.write_text("keep me\n")
     os.symlink(target, runtime.socket_path)
     try:
         with pytest.raises(RuntimeError, match="before it was ready"):
-            runtime.start()
+            runtime.start().wait_until_ready()
         assert runtime.process.returncode != 0
         assert os.path.islink(runtime.socket_path)
         assert target.read_text() == "keep me\n"
@@ -203,7 +205,7 @@ def loaded_modules(runtime):
 
 
 def test_a_message_never_runs_code_loads_modules_or_picks_another_handler():
-    runtime = RuntimeProcess("security_probe.serve")
+    runtime = runtime_process("security_probe.serve")
     evil_marker = runtime.workdir / "evil-ran"
     command_marker = runtime.workdir / "command-ran"
     runtime.env["SECURITY_PROBE_EVIL_MARKER"] = str(evil_marker)
@@ -215,9 +217,9 @@ def test_a_message_never_runs_code_loads_modules_or_picks_another_handler():
         # Go once through every path a reply can take, so lazy imports inside
         # the runtime happen before the first count.
         call(runtime.socket_path, {"route": simple_route(), "payload": 1})
-        exchange(runtime.socket_path, frame(b"\xff"))
-        exchange(runtime.socket_path, frame(b"{}"))
-        exchange(runtime.socket_path, frame(b'{"route":{"actors":["a"],"current":0},"payload":NaN}'))
+        exchange(runtime.socket_path, frame(b"\xff"), half_close=True)
+        exchange(runtime.socket_path, frame(b"{}"), half_close=True)
+        exchange(runtime.socket_path, frame(b'{"route":{"actors":["a"],"current":0},"payload":NaN}'), half_close=True)
         call(
             runtime.socket_path,
             {"route": simple_route(), "payload": {"probe": "raise_with_payload", "text": "x"}},
@@ -226,7 +228,7 @@ def test_a_message_never_runs_code_loads_modules_or_picks_another_handler():
         modules_before = loaded_modules(runtime)
 
         replies = [call(runtime.socket_path, envelope) for envelope in envelopes]
-        raw_replies = [exchange(runtime.socket_path, frame(body)).reply() for body in raw_bodies]
+        raw_replies = [exchange(runtime.socket_path, frame(body), half_close=True).reply() for body in raw_bodies]
         modules_after = loaded_modules(runtime)
         files_left_in_cwd = os.listdir(empty_cwd)
 
@@ -275,7 +277,7 @@ LOG_LINE_CAP = 8192  # far above a useful log line, far below a payload
 def test_log_lines_stay_short_whatever_size_the_message_is():
     big = "payload-start " + "x" * ONE_MB + " payload-end"
     route = simple_route()
-    with RuntimeProcess("security_probe.serve", extra_env={"ASYA_LOG_LEVEL": "DEBUG"}) as runtime:
+    with runtime_process("security_probe.serve", env={"ASYA_LOG_LEVEL": "DEBUG"}) as runtime:
         handler_error = call(
             runtime.socket_path, {"route": route, "payload": {"probe": "raise_with_payload", "text": big}}
         )
@@ -287,9 +289,9 @@ def test_log_lines_stay_short_whatever_size_the_message_is():
         bad_route = call(
             runtime.socket_path, {"id": "r", "route": {"actors": [big], "current": 5}, "payload": big}
         )
-        exchange(runtime.socket_path, frame(big.encode() + b"\xff"))
-        exchange(runtime.socket_path, frame(b"[" + big.encode()))
-        runtime.terminate()
+        exchange(runtime.socket_path, frame(big.encode() + b"\xff"), half_close=True)
+        exchange(runtime.socket_path, frame(b"[" + big.encode()), half_close=True)
+        runtime.stop()
         lines = runtime.log_lines()
 
     # The sidecar still gets the whole story; only the log is capped.

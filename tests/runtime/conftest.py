@@ -6,28 +6,19 @@ CPython from 3.7 to 3.13 found on the machine, and start the runtime with
 `runtime_factory`.
 """
 
-import json
 import shutil
-import socket
 import sys
+from pathlib import Path
 
 import pytest
 
-from asya_test_support import (
-    HANDLERS_DIR,
-    HANG_GUARD_SECONDS,
-    RUNTIME_DIR,
-    SUPPORTED_MINORS,
-    RuntimeProcess,
-    encode_envelope,
-    find_interpreter,
-    frame,
-    read_reply,
-    short_temp_dir,
-)
+from asya_testkit import inprocess
+from asya_testkit.interpreters import SUPPORTED_MINORS, find_interpreter
+from asya_testkit.process import RuntimeProcess, short_temp_dir
+from asya_testkit.wire import encode_envelope, frame
 
-if str(RUNTIME_DIR) not in sys.path:
-    sys.path.insert(0, str(RUNTIME_DIR))
+HANDLERS_DIR = Path(__file__).resolve().parent / "handlers"
+inprocess.runtime_module()  # puts the runtime directory on sys.path for `import asya_runtime`
 
 # A hung test fails on its own instead of stalling the run; tests that need
 # more say so with their own @pytest.mark.timeout.
@@ -68,20 +59,20 @@ def runtime_factory(python, socket_dir, tmp_path):
 
     def start(handler, scenario, env=None, wait=True, directory=None):
         runtime = RuntimeProcess(
-            python,
             handler,
-            scenario,
+            python=python,
+            pythonpath=HANDLERS_DIR / scenario if scenario else None,
             socket_dir=directory or socket_dir,
             log_path=tmp_path / f"runtime-{len(started)}.log",
             env=env,
         )
         started.append(runtime)
         runtime.start()
-        return runtime.wait_ready() if wait else runtime
+        return runtime.wait_until_ready() if wait else runtime
 
     yield start
     for runtime in started:
-        runtime.kill()
+        runtime.close()
 
 
 @pytest.fixture(scope="module")
@@ -98,22 +89,20 @@ def shared_runtime(python, tmp_path_factory):
         runtime = running.get(key)
         if runtime is None:
             runtime = RuntimeProcess(
-                python,
                 handler,
-                scenario,
-                socket_dir=short_temp_dir(),
+                python=python,
+                pythonpath=HANDLERS_DIR / scenario if scenario else None,
                 log_path=tmp_path_factory.mktemp("shared-runtime") / "runtime.log",
                 env=env,
             )
             running[key] = runtime
-            runtime.start().wait_ready()
-        assert runtime.process.poll() is None, f"the shared runtime has died:\n{runtime.log()}"
+            runtime.start().wait_until_ready()
+        assert runtime.alive(), f"the shared runtime has died:\n{runtime.log_text()}"
         return runtime
 
     yield get
     for runtime in running.values():
-        runtime.kill()
-        shutil.rmtree(str(runtime.socket_dir), ignore_errors=True)
+        runtime.close()
 
 
 @pytest.fixture
@@ -133,7 +122,7 @@ def handler_scenario(monkeypatch):
 @pytest.fixture
 def load_fixture_handler(handler_scenario):
     """load(scenario, "module.function") -> the handler, loaded the way the runtime loads it."""
-    import asya_runtime
+    asya_runtime = inprocess.runtime_module()
 
     def load(scenario, spec):
         handler_scenario(scenario)
@@ -148,19 +137,10 @@ def serve_one(load_fixture_handler):
 
     body is an envelope dict, or bytes sent as the frame's body.
     """
-    import asya_runtime
 
     def serve(scenario, spec, body, **variables):
-        environ = {"ASYA_HANDLER": spec}
-        environ.update(variables)
-        config = asya_runtime.load_config(environ)
-        server = asya_runtime.ActorServer(config, load_fixture_handler(scenario, spec))
-        server_side, client = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        with server_side, client:
-            client.settimeout(HANG_GUARD_SECONDS)
-            client.sendall(frame(body if isinstance(body, bytes) else encode_envelope(body)))
-            server.handle_connection(server_side)
-            server_side.close()  # as serve_forever does after each connection
-            return json.loads(read_reply(client).decode("utf-8"))
+        server = inprocess.make_server(load_fixture_handler(scenario, spec), ASYA_HANDLER=spec, **variables)
+        request = frame(body if isinstance(body, bytes) else encode_envelope(body))
+        return inprocess.serve_one(server, request).reply()
 
     return serve

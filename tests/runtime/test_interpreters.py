@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from asya_test_support import REQUIRED_IN_CI, ci_requested, find_interpreter
+from asya_testkit.interpreters import REQUIRED_IN_CI, ci_requested, find_interpreter
 
 
 @pytest.mark.parametrize("minor", REQUIRED_IN_CI, ids=[f"py3.{minor}" for minor in REQUIRED_IN_CI])

@@ -15,7 +15,8 @@ import threading
 import pytest
 
 from asya_runtime import ClientGone, FrameError, read_frame, set_io_timeout, write_frame
-from asya_test_support import read_until_eof, wait_for
+from asya_testkit.wait import wait_for
+from asya_testkit.wire import read_until_eof
 
 BIG = 1 << 30
 

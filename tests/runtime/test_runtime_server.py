@@ -15,17 +15,9 @@ import pytest
 
 import asya_runtime
 from asya_runtime import ActorServer, StartupError, load_config
-from asya_test_support import (
-    SOCKET_NAME,
-    call,
-    connect,
-    encode_envelope,
-    envelope_for,
-    exchange,
-    frame,
-    read_reply,
-    wait_for,
-)
+from asya_testkit.paths import SOCKET_NAME
+from asya_testkit.wait import wait_for
+from asya_testkit.wire import call, connect, encode_envelope, envelope_for, exchange, frame, read_reply
 
 
 @pytest.fixture
@@ -138,7 +130,7 @@ def test_reply_to_a_vanished_client_is_dropped_and_serving_goes_on(in_process_se
 def test_oversized_frame_is_refused_in_process(in_process_server):
     server = in_process_server("echo", "echo.echo", ASYA_MAX_MESSAGE_SIZE="16")
 
-    reply = exchange(server.socket_path, b"\x00\x00\x00\x11")
+    reply = exchange(server.socket_path, b"\x00\x00\x00\x11").body()
 
     assert b'"error":"connection_error"' in reply and b"ASYA_MAX_MESSAGE_SIZE=16" in reply
 

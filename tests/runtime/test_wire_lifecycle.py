@@ -11,16 +11,8 @@ import threading
 
 import pytest
 
-from asya_test_support import (
-    call,
-    connect,
-    encode_envelope,
-    envelope_for,
-    frame,
-    read_reply,
-    read_until_eof,
-    wait_for,
-)
+from asya_testkit.wait import wait_for
+from asya_testkit.wire import call, connect, encode_envelope, envelope_for, frame, read_reply, read_until_eof
 
 
 class GatedMessage:
@@ -56,7 +48,7 @@ def test_sigterm_while_idle_exits_0_and_removes_the_socket(runtime_factory):
     assert runtime.stop(signal.SIGTERM) == 0
 
     assert not runtime.socket_path.exists()
-    assert "stopped" in runtime.log()
+    assert "stopped" in runtime.log_text()
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -73,7 +65,7 @@ def test_stop_signal_during_a_slow_handler_still_delivers_its_reply(runtime_fact
     assert reply["result"]["payload"]["tag"] == "in-flight"
     assert runtime.wait_exit() == 0
     assert not runtime.socket_path.exists()
-    assert "Traceback" not in runtime.log()
+    assert "Traceback" not in runtime.log_text()
 
 
 def test_connection_waiting_at_stop_gets_no_partial_reply(runtime_factory, tmp_path):

@@ -10,7 +10,8 @@ import struct
 
 import pytest
 
-from asya_test_support import (
+from asya_testkit.wait import wait_for
+from asya_testkit.wire import (
     call,
     connect,
     encode_envelope,
@@ -19,7 +20,6 @@ from asya_test_support import (
     frame,
     read_reply,
     read_until_eof,
-    wait_for,
 )
 
 ROUTE = {"actors": ["clean", "score", "store"], "current": 1}
@@ -312,7 +312,7 @@ def test_half_close_mid_frame_is_a_connection_error(shared_runtime, sent):
     runtime = shared_runtime("echo.echo", "echo")
     whole = frame(encode_envelope(envelope_for("cut short")))
 
-    reply = json.loads(exchange(runtime.socket_path, whole[:sent], half_close=True).decode("utf-8"))
+    reply = exchange(runtime.socket_path, whole[:sent], half_close=True).reply()
 
     assert reply["status"] == "error"
     assert reply["error"] == "connection_error"
@@ -355,6 +355,6 @@ def test_errors_are_logged_with_the_message_id(runtime_factory):
     call(runtime.socket_path, b"\xff")
     assert runtime.stop() == 0
 
-    error_lines = [line for line in runtime.log().splitlines() if " ERROR " in line]
+    error_lines = [line for line in runtime.log_text().splitlines() if " ERROR " in line]
     assert any("[id=msg-42]" in line and "could not convert string to float" in line for line in error_lines)
     assert any("[id=-]" in line and "UTF-8" in line for line in error_lines), "no id: logged as '-'"

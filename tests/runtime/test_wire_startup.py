@@ -3,19 +3,16 @@
 import os
 import socket
 import stat
+from pathlib import Path
 
 import pytest
 
-from asya_test_support import (
-    HANDLERS_DIR,
-    SOCKET_NAME,
-    call,
-    clean_environment,
-    envelope_for,
-    run_to_exit,
-    wait_for,
-)
+from asya_testkit.paths import SOCKET_NAME
+from asya_testkit.process import clean_environment, run_to_exit
+from asya_testkit.wait import wait_for
+from asya_testkit.wire import call, envelope_for
 
+HANDLERS_DIR = Path(__file__).resolve().parent / "handlers"
 ERROR_PREFIX = "asya-runtime: error: "
 
 # (variables changed from a good setting, texts the first stderr line must hold, exit code)
@@ -208,8 +205,8 @@ def test_startup_log_line_names_python_handler_mode_and_socket(runtime_factory, 
     )
     assert runtime.stop() == 0
 
-    ready_lines = [line for line in runtime.log().splitlines() if "ready:" in line]
-    assert len(ready_lines) == 1, runtime.log()
+    ready_lines = [line for line in runtime.log_text().splitlines() if "ready:" in line]
+    assert len(ready_lines) == 1, runtime.log_text()
     line = ready_lines[0]
     assert f"python {python.version}" in line
     assert "handler envelope_router.drop" in line
