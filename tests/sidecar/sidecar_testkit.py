@@ -2,112 +2,27 @@
 
 Everything lives in one short temporary directory (Unix socket paths are
 limited to about 100 bytes, too short for pytest's tmp_path names).
-Waits poll with a generous deadline that only guards against a hang; no test
-asserts how long anything took.
+Processes, waits and interpreters come from the test kit (asya_testkit).
 """
 
-import glob
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import time
+
+from asya_testkit.paths import FAKE_SIDECAR_DIR, RUNTIME_SCRIPT
+from asya_testkit.process import ChildProcess, RuntimeProcess
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(TESTS_DIR))
-SIDECAR_DIR = os.path.join(REPO, "fake-sidecar")
-RUNTIME = os.path.join(REPO, "runtime", "asya_runtime.py")
+SIDECAR_DIR = str(FAKE_SIDECAR_DIR)
+RUNTIME = str(RUNTIME_SCRIPT)
 HANDLERS_DIR = os.path.join(TESTS_DIR, "handlers")
 
 if SIDECAR_DIR not in sys.path:
     sys.path.insert(0, SIDECAR_DIR)
 
 from asya_sidecar.queues import QueueStore  # noqa: E402
-
-HANG_GUARD = 60.0  # seconds before a wait gives up and fails the test
-
-
-def wait_for(predicate, what, timeout=HANG_GUARD):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
-        time.sleep(0.01)
-
-
-def find_python37():
-    """A working CPython 3.7: a pyenv install, else python3.7 on PATH.
-
-    Each candidate is run once, because a pyenv shim named python3.7 can
-    exist on PATH without a 3.7 behind it.
-    """
-    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.7.*/bin/python3")),
-                        reverse=True)
-    on_path = shutil.which("python3.7")
-    if on_path:
-        candidates.append(on_path)
-    for candidate in candidates:
-        try:
-            version = subprocess.run(
-                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30,
-            ).stdout.decode().strip()
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if version == "3.7":
-            return candidate
-    return None
-
-
-class Process:
-    """A child process whose combined output goes to a log file."""
-
-    def __init__(self, label, argv, env, log_path):
-        self.label = label
-        self.log_path = log_path
-        with open(log_path, "wb") as log_file:
-            self.popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                                          stdout=log_file, stderr=subprocess.STDOUT)
-
-    @property
-    def pid(self):
-        return self.popen.pid
-
-    def log(self):
-        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-
-    def log_lines(self):
-        return self.log().splitlines()
-
-    def signal(self, signum):
-        if self.popen.poll() is None:
-            self.popen.send_signal(signum)
-
-    def wait(self, timeout=HANG_GUARD):
-        try:
-            return self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"{self.label} still running after {timeout:g}s; log:\n{self.log()}") from None
-
-    def running(self):
-        return self.popen.poll() is None
-
-    def stop(self):
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
 
 
 class Harness:
@@ -138,29 +53,29 @@ class Harness:
         env.update(extra)
         return env
 
-    def _start(self, label, argv, env):
+    def _log_path(self, label):
         self._count += 1
-        log_path = os.path.join(self.root, f"{self._count:02d}-{label}.log")
-        process = Process(label, argv, env, log_path)
+        return os.path.join(self.root, f"{self._count:02d}-{label}.log")
+
+    def _start(self, label, argv, env):
+        process = ChildProcess(argv, env, self._log_path(label), label=label).start()
         self.processes.append(process)
         return process
 
     def start_runtime(self, actor, handler, mode="payload", python=None, wait=True,
                       socket_dir=None):
-        socket_dir = socket_dir or self.socket_dir(actor)
-        socket_path = os.path.join(socket_dir, "asya-runtime.sock")
-        env = self._env({
-            "PYTHONPATH": HANDLERS_DIR,
-            "ASYA_SOCKET_DIR": socket_dir,
-            "ASYA_HANDLER": handler,
-            "ASYA_HANDLER_MODE": mode,
-        })
-        process = self._start("runtime-" + actor, [python or sys.executable, RUNTIME], env)
-        if wait:
-            wait_for(lambda: os.path.exists(socket_path) or not process.running(),
-                     f"the {actor} runtime's socket")
-            assert process.running(), "runtime exited:\n" + process.log()
-        return process
+        process = RuntimeProcess(
+            handler,
+            python=python,
+            pythonpath=HANDLERS_DIR,
+            mode=mode,
+            socket_dir=socket_dir or self.socket_dir(actor),
+            log_path=self._log_path("runtime-" + actor),
+        )
+        process.label = f"the {actor} runtime"
+        self.processes.append(process)
+        process.start()
+        return process.wait_until_ready() if wait else process
 
     def start_sidecar(self, actor, *args, **kwargs):
         python = kwargs.pop("python", None) or sys.executable
@@ -181,7 +96,7 @@ class Harness:
     def run_sidecar(self, actor, *args, **kwargs):
         """Run a sidecar to its end; return (exit code, Process)."""
         process = self.start_sidecar(actor, *args, **kwargs)
-        return process.wait(), process
+        return process.wait_exit(), process
 
     # -- messages
 
@@ -204,7 +119,7 @@ class Harness:
 
     def close(self):
         for process in reversed(self.processes):
-            process.stop()
+            process.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

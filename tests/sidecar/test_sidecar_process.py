@@ -11,7 +11,10 @@ import signal
 import socket
 
 import pytest
-from sidecar_testkit import find_python37, message_lines, wait_for
+from sidecar_testkit import message_lines
+
+from asya_testkit.interpreters import OLDEST_MINOR, find_interpreter
+from asya_testkit.wait import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -23,7 +26,7 @@ def test_output_goes_to_the_next_actor_queue_with_current_advanced(harness):
 
     code, sidecar = harness.run_sidecar("first", "--max-messages", "1")
 
-    assert code == 0, sidecar.log()
+    assert code == 0, sidecar.log_text()
     [forwarded] = harness.messages("second")
     assert forwarded["id"] == "m-1"
     assert forwarded["payload"] == {"n": 1}
@@ -43,7 +46,7 @@ def test_two_actor_route_finishes_in_happy_end(harness):
 
     for actor in ("first", "second"):
         code, sidecar = harness.run_sidecar(actor, "--max-messages", "1")
-        assert code == 0, sidecar.log()
+        assert code == 0, sidecar.log_text()
 
     [done] = harness.messages("happy-end")
     assert done["id"] == "m-1"
@@ -58,7 +61,7 @@ def test_fan_out_keeps_the_id_on_item_0_and_numbers_the_rest(harness):
 
     code, sidecar = harness.run_sidecar("split", "--max-messages", "1")
 
-    assert code == 0, sidecar.log()
+    assert code == 0, sidecar.log_text()
     done = {m["id"]: m for m in harness.messages("happy-end")}
     assert sorted(done) == ["order-7", "order-7-1", "order-7-2"]
     assert [done[i]["payload"] for i in ("order-7", "order-7-1", "order-7-2")] == [
@@ -95,7 +98,7 @@ def test_empty_result_completes_the_message_with_no_output(harness, handler, pay
 
     code, sidecar = harness.run_sidecar("sink", "--max-messages", "1")
 
-    assert code == 0, sidecar.log()
+    assert code == 0, sidecar.log_text()
     assert harness.leftovers("sink", "never", "happy-end", "error-end") == {}
     [line] = message_lines(sidecar)
     assert line["outcome"] == "completed" and line["results"] == "0"
@@ -118,7 +121,7 @@ def test_handler_exception_sends_the_original_envelope_to_error_end(harness):
 
     code, sidecar = harness.run_sidecar("stock", "--max-messages", "1")
 
-    assert code == 0, sidecar.log()
+    assert code == 0, sidecar.log_text()
     [record] = harness.messages("error-end")
     assert record["id"] == "m-1"
     assert record["actor"] == "stock"
@@ -139,8 +142,8 @@ def test_runtime_crash_mid_call_sends_the_message_to_error_end(harness):
 
     code, sidecar = harness.run_sidecar("fragile", "--max-messages", "1")
 
-    assert code == 0, sidecar.log()
-    assert runtime.wait() == 17
+    assert code == 0, sidecar.log_text()
+    assert runtime.wait_exit() == 17
     [record] = harness.messages("error-end")
     assert record["error"] == "runtime_unavailable"
     assert record["envelope"] == pushed
@@ -149,33 +152,33 @@ def test_runtime_crash_mid_call_sends_the_message_to_error_end(harness):
 
 def test_dead_socket_message_goes_to_error_end_and_sidecar_exits_not_ready(harness):
     runtime = harness.start_runtime("gone", "echo.handle")
-    runtime.signal(signal.SIGKILL)
-    runtime.wait()
+    runtime.send_signal(signal.SIGKILL)
+    runtime.wait_exit()
     assert os.path.exists(harness.socket_path("gone")), "a killed runtime leaves its socket file"
     pushed = harness.push("gone", "m-1", ["gone"], {"x": 1})
 
     code, sidecar = harness.run_sidecar("gone", env={"ASYA_READY_TIMEOUT": "0.5"})
 
-    assert code == 3, sidecar.log()
+    assert code == 3, sidecar.log_text()
     [record] = harness.messages("error-end")
     assert record["error"] == "runtime_unavailable"
     assert record["envelope"] == pushed
     assert harness.leftovers("gone", "happy-end") == {}
     expected = f"runtime not ready after 0.5s: socket {harness.socket_path('gone')} unreachable"
-    assert expected in sidecar.log()
+    assert expected in sidecar.log_text()
 
 
 def test_message_waits_for_a_restarted_runtime_instead_of_failing(harness):
     runtime = harness.start_runtime("flaky", "echo.handle")
-    runtime.signal(signal.SIGKILL)
-    runtime.wait()
+    runtime.send_signal(signal.SIGKILL)
+    runtime.wait_exit()
     harness.push("flaky", "m-1", ["flaky"], {"x": 1})
 
     sidecar = harness.start_sidecar("flaky", "--max-messages", "1")
-    wait_for(lambda: "runtime unreachable" in sidecar.log(), "the sidecar to notice the dead runtime")
+    wait_for(lambda: "runtime unreachable" in sidecar.log_text(), "the sidecar to notice the dead runtime")
     harness.start_runtime("flaky", "echo.handle")
 
-    assert sidecar.wait() == 0, sidecar.log()
+    assert sidecar.wait_exit() == 0, sidecar.log_text()
     [done] = harness.messages("happy-end")
     assert done["id"] == "m-1"
     assert harness.messages("error-end") == []
@@ -183,15 +186,15 @@ def test_message_waits_for_a_restarted_runtime_instead_of_failing(harness):
 
 def test_sigterm_while_runtime_is_down_puts_the_message_back(harness):
     runtime = harness.start_runtime("down", "echo.handle")
-    runtime.signal(signal.SIGKILL)
-    runtime.wait()
+    runtime.send_signal(signal.SIGKILL)
+    runtime.wait_exit()
     harness.push("down", "m-1", ["down"], {"x": 1})
 
     sidecar = harness.start_sidecar("down")
-    wait_for(lambda: "runtime unreachable" in sidecar.log(), "the sidecar to notice the dead runtime")
-    sidecar.signal(signal.SIGTERM)
+    wait_for(lambda: "runtime unreachable" in sidecar.log_text(), "the sidecar to notice the dead runtime")
+    sidecar.send_signal(signal.SIGTERM)
 
-    assert sidecar.wait() == 0, sidecar.log()
+    assert sidecar.wait_exit() == 0, sidecar.log_text()
     assert len(harness.store.pending("down")) == 1
     assert harness.store.in_flight("down") == []
     assert harness.leftovers("happy-end", "error-end") == {}
@@ -207,7 +210,7 @@ def test_call_timeout_sends_the_message_to_error_end(harness):
     finally:
         open(gate, "w").close()  # let the runtime's handler return
 
-    assert code == 0, sidecar.log()
+    assert code == 0, sidecar.log_text()
     assert os.path.exists(started), "the handler was called"
     [record] = harness.messages("error-end")
     assert record["error"] == "timeout"
@@ -222,7 +225,7 @@ def test_runtime_never_ready_exits_nonzero_and_leaves_the_queue_alone(harness):
 
     assert code == 3
     expected = f"runtime not ready after 0.2s: socket {harness.socket_path('lonely')} missing"
-    assert expected in sidecar.log()
+    assert expected in sidecar.log_text()
     assert len(harness.store.pending("lonely")) == 1
     assert harness.leftovers("happy-end", "error-end") == {}
 
@@ -235,11 +238,11 @@ def test_sigterm_mid_message_finishes_it_then_exits_without_taking_more(harness)
 
     sidecar = harness.start_sidecar("slow")
     wait_for(lambda: os.path.exists(started), "the handler to start on m-1")
-    sidecar.signal(signal.SIGTERM)
-    wait_for(lambda: "received SIGTERM" in sidecar.log(), "the sidecar to see SIGTERM")
+    sidecar.send_signal(signal.SIGTERM)
+    wait_for(lambda: "received SIGTERM" in sidecar.log_text(), "the sidecar to see SIGTERM")
     open(gate, "w").close()
 
-    assert sidecar.wait() == 0, sidecar.log()
+    assert sidecar.wait_exit() == 0, sidecar.log_text()
     [forwarded] = harness.messages("next")
     assert forwarded["id"] == "m-1"
     assert harness.messages("error-end") == []
@@ -254,7 +257,7 @@ def test_queued_file_that_is_not_json_goes_to_error_end(harness):
 
     code, sidecar = harness.run_sidecar("strict", "--max-messages", "1")
 
-    assert code == 0, sidecar.log()
+    assert code == 0, sidecar.log_text()
     [record] = harness.messages("error-end")
     assert record["error"] == "invalid_message"
     assert record["raw"] == "{not json"
@@ -276,7 +279,7 @@ def test_missing_actor_name_is_a_configuration_error(harness):
     code, sidecar = harness.run_sidecar("", env={})
 
     assert code == 2
-    assert "ASYA_ACTOR_NAME is not set" in sidecar.log()
+    assert "ASYA_ACTOR_NAME is not set" in sidecar.log_text()
 
 
 def test_two_sidecars_on_one_queue_never_take_the_same_message(harness):
@@ -290,8 +293,8 @@ def test_two_sidecars_on_one_queue_never_take_the_same_message(harness):
                 for r in ("a", "b")]
     wait_for(lambda: len(harness.store.pending("happy-end")) >= count, "every message to finish")
     for sidecar in sidecars:
-        sidecar.signal(signal.SIGTERM)
-    assert [s.wait() for s in sidecars] == [0, 0]
+        sidecar.send_signal(signal.SIGTERM)
+    assert [s.wait_exit() for s in sidecars] == [0, 0]
 
     ids = [m["id"] for m in harness.messages("happy-end")]
     assert sorted(ids) == sorted(f"m-{n}" for n in range(count))
@@ -315,14 +318,14 @@ def test_batch_with_fan_out_and_sidecar_restarts_loses_and_repeats_nothing(harne
     for stop_after in (len(expected) // 3, 2 * len(expected) // 3):
         split = harness.start_sidecar("split")
         # Its stop handlers are in place once it logs that it is starting.
-        wait_for(lambda s=split: "actor=split starting" in s.log(), "the sidecar to start")
+        wait_for(lambda s=split: "actor=split starting" in s.log_text(), "the sidecar to start")
         wait_for(lambda n=stop_after: len(harness.store.pending("happy-end")) >= n, "progress")
-        split.signal(signal.SIGTERM)
-        assert split.wait() == 0, split.log()
+        split.send_signal(signal.SIGTERM)
+        assert split.wait_exit() == 0, split.log_text()
     harness.start_sidecar("split")
     wait_for(lambda: len(harness.store.pending("happy-end")) >= len(expected), "the batch to finish")
-    tail.signal(signal.SIGTERM)
-    assert tail.wait() == 0
+    tail.send_signal(signal.SIGTERM)
+    assert tail.wait_exit() == 0
 
     ids = [m["id"] for m in harness.messages("happy-end")]
     assert len(ids) == len(set(ids)), "no duplicates"
@@ -332,7 +335,8 @@ def test_batch_with_fan_out_and_sidecar_restarts_loses_and_repeats_nothing(harne
 
 
 def test_sidecar_and_runtime_work_on_python_37(harness):
-    python37 = find_python37()
+    interpreter, _ = find_interpreter(OLDEST_MINOR)
+    python37 = interpreter.path if interpreter else None
     if python37 is None:
         if os.environ.get("CI"):
             pytest.fail("CI is set but no Python 3.7 was found (python3.7 or ~/.pyenv/versions/3.7.*)")
@@ -342,7 +346,7 @@ def test_sidecar_and_runtime_work_on_python_37(harness):
 
     code, sidecar = harness.run_sidecar("split", "--max-messages", "1", python=python37)
 
-    assert code == 0, sidecar.log()
+    assert code == 0, sidecar.log_text()
     assert sorted(m["id"] for m in harness.messages("happy-end")) == ["m", "m-1"]
 
 
@@ -352,9 +356,9 @@ def test_exit_when_idle_option_ends_a_sidecar_with_an_empty_queue(harness):
 
     code, sidecar = harness.run_sidecar("quiet", "--exit-when-idle", "0.2")
 
-    assert code == 0, sidecar.log()
+    assert code == 0, sidecar.log_text()
     assert [m["id"] for m in harness.messages("happy-end")] == ["m-1"]
-    assert "idle for 0.2s; exiting" in sidecar.log()
+    assert "idle for 0.2s; exiting" in sidecar.log_text()
 
 
 def test_message_claimed_by_a_sidecar_that_was_killed_is_processed_by_the_next(harness):
@@ -365,8 +369,8 @@ def test_message_claimed_by_a_sidecar_that_was_killed_is_processed_by_the_next(h
 
     doomed = harness.start_sidecar("work", socket_dir=harness.socket_dir("slow"))
     wait_for(lambda: os.path.exists(started), "the first sidecar to claim m-1")
-    doomed.signal(signal.SIGKILL)
-    doomed.wait()
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait_exit()
     open(gate, "w").close()  # the orphaned call may end; its reply goes nowhere
     slow_runtime.stop()
     assert len(harness.store.in_flight("work")) == 1, "the killed sidecar's claim is still held"
@@ -374,8 +378,8 @@ def test_message_claimed_by_a_sidecar_that_was_killed_is_processed_by_the_next(h
     code, survivor = harness.run_sidecar("work", "--max-messages", "1",
                                          socket_dir=harness.socket_dir("fast"))
 
-    assert code == 0, survivor.log()
-    assert "requeued 1 message(s) left by dead consumers" in survivor.log()
+    assert code == 0, survivor.log_text()
+    assert "requeued 1 message(s) left by dead consumers" in survivor.log_text()
     [done] = harness.messages("happy-end")
     assert done["id"] == "m-1"
     assert harness.leftovers("work", "error-end") == {}
@@ -402,16 +406,16 @@ def test_pod_stop_with_a_call_still_in_the_runtime_backlog_requeues_it(harness):
     wait_for(lambda: os.path.exists(harness.path("started-1")), "m-1 to be in the handler")
     harness.push("busy", "m-2", ["busy"], {"started": harness.path("started-2"), "gate": gate})
     second = harness.start_sidecar("busy", env={"ASYA_LOG_LEVEL": "DEBUG"})
-    wait_for(lambda: "id=m-2 sent" in second.log(), "m-2's call to wait in the backlog")
+    wait_for(lambda: "id=m-2 sent" in second.log_text(), "m-2's call to wait in the backlog")
 
     for sidecar in (first, second):
-        sidecar.signal(signal.SIGTERM)
-        wait_for(lambda s=sidecar: "received SIGTERM" in s.log(), "the sidecars to see SIGTERM")
-    runtime.signal(signal.SIGTERM)
+        sidecar.send_signal(signal.SIGTERM)
+        wait_for(lambda s=sidecar: "received SIGTERM" in s.log_text(), "the sidecars to see SIGTERM")
+    runtime.send_signal(signal.SIGTERM)
     wait_for(lambda: _refuses_connections(harness.socket_path("busy")), "the runtime to stop accepting")
     open(gate, "w").close()
 
-    assert [first.wait(), second.wait(), runtime.wait()] == [0, 0, 0], second.log()
+    assert [first.wait_exit(), second.wait_exit(), runtime.wait_exit()] == [0, 0, 0], second.log_text()
     assert [m["id"] for m in harness.messages("happy-end")] == ["m-1"]
     assert [m["id"] for m in harness.messages("busy")] == ["m-2"]
     assert not os.path.exists(harness.path("started-2")), "m-2 never reached the handler"
