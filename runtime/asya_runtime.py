@@ -34,11 +34,14 @@ import struct
 import sys
 import time
 import traceback
+import types
 
 SOCKET_NAME = "asya-runtime.sock"
 
-# Error codes carried in the "error" field of a reply.
+# Error codes carried in the "error" field of a reply. The status dialect has
+# no msg_parsing_error: it reports those failures as processing_error.
 PROCESSING_ERROR = "processing_error"
+MSG_PARSING_ERROR = "msg_parsing_error"
 CONNECTION_ERROR = "connection_error"
 
 # The socket's directory is an emptyDir that only this pod's containers mount,
@@ -66,6 +69,8 @@ Config = collections.namedtuple(
         "enable_validation",
         "max_message_size",
         "io_timeout",
+        "handler_timeout",
+        "reply_format",
         "log_level",
     ],
 )
@@ -75,14 +80,17 @@ DEFAULT_CHUNK_SIZE = 4096
 DEFAULT_MAX_MESSAGE_SIZE = 128 * 1024 * 1024
 DEFAULT_IO_TIMEOUT = 30.0
 HANDLER_MODES = ("payload", "envelope")
+# "status": this project's reply object; "list": the array the asya Go sidecar
+# decodes (docs/protocol.md, "Running under the asya Go sidecar").
+REPLY_FORMATS = ("status", "list")
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 TRUE_WORDS = ("true", "1", "yes")
 FALSE_WORDS = ("false", "0", "no")
 HANDLER_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 HANDLER_EXAMPLE = (
-    "e.g. ASYA_HANDLER=my_package.handler.process, or for a script "
-    "/foo/bar/script.py with a function predict: ASYA_HANDLER=script.predict "
-    "and PYTHONPATH=/foo/bar"
+    "e.g. ASYA_HANDLER=my_package.handler.process (a function) or my_package.model.Model.predict "
+    "(a method of a class created once), or for a script /foo/bar/script.py with a function predict: "
+    "ASYA_HANDLER=script.predict and PYTHONPATH=/foo/bar"
 )
 
 
@@ -112,33 +120,26 @@ def _parse_bool(environ, name, default):
     raise StartupError(f"{name}={raw!r} is not a boolean; set it to true/1/yes or false/0/no")
 
 
-def _parse_positive_int(environ, name, default):
+def _parse_number(environ, name, default, kind, allow_zero, what):
+    """The one parser for numeric variables: kind is int or float; NaN, infinity
+    and negative numbers are refused, and so is 0 unless allow_zero."""
     raw = environ.get(name)
     if raw is None:
         return default
     try:
-        value = int(raw.strip())
+        value = kind(raw.strip())
     except ValueError:
-        value = 0
-    if value <= 0:
-        raise StartupError(
-            f"{name}={raw!r} is not a positive integer; set it to a number of bytes such as {default}"
-        )
+        value = None
+    if value is None or not 0 <= value < float("inf") or (value == 0 and not allow_zero):
+        raise StartupError(f"{name}={raw!r} is not {what}; set it to e.g. {default:g}")
     return value
 
 
-def _parse_seconds(environ, name, default):
+def _choice(environ, name, default, choices, normalise=str.lower):
     raw = environ.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise StartupError(
-            f"{name}={raw!r} is not a number of seconds; set it to e.g. {default:g} (0 waits forever)"
-        )
+    value = default if raw is None else normalise(raw.strip())
+    if value not in choices:
+        raise StartupError("{}={!r} is not valid; set it to {}".format(name, raw, " or ".join(map(repr, choices))))
     return value
 
 
@@ -151,23 +152,31 @@ def load_config(environ):
         raise StartupError(
             f"ASYA_HANDLER={handler!r} is malformed; it must be a dotted module.function, {HANDLER_EXAMPLE}"
         )
+    socket_dir = socket_dir_from(environ)
+    return Config(
+        socket_dir=socket_dir,
+        handler=handler,
+        handler_mode=_choice(environ, "ASYA_HANDLER_MODE", "payload", HANDLER_MODES),
+        include_metadata=_parse_bool(environ, "ASYA_INCLUDE_METADATA", False),
+        chunk_size=_parse_number(
+            environ, "ASYA_CHUNK_SIZE", DEFAULT_CHUNK_SIZE, int, False, "a positive integer (bytes)"
+        ),
+        enable_validation=_parse_bool(environ, "ASYA_ENABLE_VALIDATION", True),
+        max_message_size=_parse_number(
+            environ, "ASYA_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE, int, False, "a positive integer (bytes)"
+        ),
+        io_timeout=_parse_number(
+            environ, "ASYA_IO_TIMEOUT", DEFAULT_IO_TIMEOUT, float, True, "a number of seconds (0 waits forever)"
+        ),
+        handler_timeout=_parse_number(
+            environ, "ASYA_HANDLER_TIMEOUT", 0.0, float, True, "a number of seconds (0: no deadline)"
+        ),
+        reply_format=_choice(environ, "ASYA_REPLY_FORMAT", "status", REPLY_FORMATS),
+        log_level=_choice(environ, "ASYA_LOG_LEVEL", "INFO", LOG_LEVELS, normalise=str.upper),
+    )
 
-    mode = environ.get("ASYA_HANDLER_MODE", "payload").strip().lower()
-    if mode not in HANDLER_MODES:
-        raise StartupError(
-            "ASYA_HANDLER_MODE={!r} is not a mode; set it to 'payload' or 'envelope'".format(
-                environ.get("ASYA_HANDLER_MODE")
-            )
-        )
 
-    log_level = environ.get("ASYA_LOG_LEVEL", "INFO").strip().upper()
-    if log_level not in LOG_LEVELS:
-        raise StartupError(
-            "ASYA_LOG_LEVEL={!r} is not a level; set it to one of {}".format(
-                environ.get("ASYA_LOG_LEVEL"), ", ".join(LOG_LEVELS)
-            )
-        )
-
+def socket_dir_from(environ):
     socket_dir = environ.get("ASYA_SOCKET_DIR", "").strip() or DEFAULT_SOCKET_DIR
     # sockaddr_un holds 108 bytes including the terminating NUL.
     socket_path = os.path.join(socket_dir, SOCKET_NAME)
@@ -176,18 +185,7 @@ def load_config(environ):
             f"ASYA_SOCKET_DIR={socket_dir!r} is too long: the socket path {socket_path!r} exceeds the 107 bytes "
             "a Unix socket address allows; choose a shorter directory"
         )
-
-    return Config(
-        socket_dir=socket_dir,
-        handler=handler,
-        handler_mode=mode,
-        include_metadata=_parse_bool(environ, "ASYA_INCLUDE_METADATA", False),
-        chunk_size=_parse_positive_int(environ, "ASYA_CHUNK_SIZE", DEFAULT_CHUNK_SIZE),
-        enable_validation=_parse_bool(environ, "ASYA_ENABLE_VALIDATION", True),
-        max_message_size=_parse_positive_int(environ, "ASYA_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE),
-        io_timeout=_parse_seconds(environ, "ASYA_IO_TIMEOUT", DEFAULT_IO_TIMEOUT),
-        log_level=log_level,
-    )
+    return socket_dir
 
 
 # --------------------------------------------------------------------------
@@ -336,43 +334,111 @@ def write_frame(conn, data, io_timeout=0, small_reply=64 * 1024):
 
 
 def load_handler(spec):
-    """Import the module named by spec and return its callable, or raise HandlerLoadError."""
-    module_name, _, function_name = spec.rpartition(".")
+    """Return the callable ASYA_HANDLER names, or raise HandlerLoadError."""
+    return load_handler_and_instance(spec)[0]
+
+
+def load_handler_and_instance(spec):
+    """Return (callable, instance) for ASYA_HANDLER, or raise HandlerLoadError.
+
+    module.path.function names a function; instance is None. When
+    module.path.Class is not a module but module.path defines a class Class,
+    module.path.Class.method names a method: the class is created once, with
+    no arguments, here (before the socket exists, so readiness means the model
+    is loaded), and the bound method is the handler.
+    """
+    module_name, _, attribute = spec.rpartition(".")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_handler_module(module_name, spec)
+    except HandlerLoadError as not_found:
+        owner_name, _, class_name = module_name.rpartition(".")
+        if not (getattr(not_found, "module_missing", False) and owner_name):
+            raise
+        try:
+            owner = _import_handler_module(owner_name, spec)
+        except HandlerLoadError as owner_error:
+            raise (not_found if getattr(owner_error, "module_missing", False) else owner_error) from None
+        cls = getattr(owner, class_name, None)
+        if not isinstance(cls, type):
+            raise not_found from None
+        instance = _create_instance(cls, spec)
+        return _get_callable(instance, attribute, spec, f"class {class_name!r} of module {owner_name!r}"), instance
+
+    where = "module {!r} ({})".format(module_name, getattr(module, "__file__", None) or module_name)
+    return _get_callable(module, attribute, spec, where), None
+
+
+def _import_handler_module(module_name, spec):
+    try:
+        return importlib.import_module(module_name)
     except BaseException as exc:  # SyntaxError, SystemExit, anything the module raises
         missing = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
         if missing and (module_name == missing or module_name.startswith(missing + ".")):
-            raise HandlerLoadError(
+            error = HandlerLoadError(
                 "cannot import module {!r} named by ASYA_HANDLER={!r}: {}; "
                 "make it importable through PYTHONPATH (now {!r})".format(
                     module_name, spec, exc, os.environ.get("PYTHONPATH", "")
                 )
             )
+            error.module_missing = True
+            raise error from None
         # Found, but importing it failed: the user needs the traceback.
         raise HandlerLoadError(
             f"importing handler module {module_name!r} failed: {type(exc).__name__}: {exc}",
             show_traceback=True,
         )
 
-    where = getattr(module, "__file__", None) or module_name
-    if not hasattr(module, function_name):
+
+def _create_instance(cls, spec):
+    import inspect  # only class handlers pay for it
+
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):  # some C types have none; calling them will tell
+        signature = None
+    if signature is not None:
+        required = [
+            name
+            for name, parameter in signature.parameters.items()
+            if parameter.default is parameter.empty
+            and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        ]
+        if required:
+            raise HandlerLoadError(
+                "class {!r} named by ASYA_HANDLER={!r} is created with no arguments, but its __init__ "
+                "requires {}; give them defaults (e.g. read them from the environment)".format(
+                    cls.__name__, spec, ", ".join(required)
+                )
+            )
+    try:
+        return cls()
+    except BaseException as exc:
+        raise HandlerLoadError(
+            f"creating {cls.__name__}() for ASYA_HANDLER={spec!r} failed: {type(exc).__name__}: {exc}",
+            show_traceback=True,
+        )
+
+
+def _get_callable(owner, attribute, spec, where):
+    if not hasattr(owner, attribute):
+        module_name = owner.__name__ if isinstance(owner, types.ModuleType) else type(owner).__module__
         callables = sorted(
             name
-            for name, value in vars(module).items()
-            if callable(value)
-            and not name.startswith("_")
-            and getattr(value, "__module__", module_name) == module_name
+            for name in dir(owner)
+            if not name.startswith("_")
+            and callable(getattr(owner, name, None))
+            and getattr(getattr(owner, name), "__module__", module_name) == module_name
         )
         raise HandlerLoadError(
-            "module {!r} ({}) has no attribute {!r} named by ASYA_HANDLER; callables it defines: {}".format(
-                module_name, where, function_name, ", ".join(callables) or "none"
+            "{} has no attribute {!r} named by ASYA_HANDLER={!r}; callables it defines: {}".format(
+                where, attribute, spec, ", ".join(callables) or "none"
             )
         )
-    handler = getattr(module, function_name)
+    handler = getattr(owner, attribute)
     if not callable(handler):
         raise HandlerLoadError(
-            f"{function_name!r} in module {module_name!r} ({where}) is a {type(handler).__name__}, not callable; point ASYA_HANDLER at a function"
+            f"{attribute!r} in {where} is a {type(handler).__name__}, not callable; "
+            "point ASYA_HANDLER at a function or method"
         )
     return handler
 
@@ -416,7 +482,19 @@ def decode_message(text):
 
 
 class ProcessingError(Exception):
-    """A message the runtime cannot process; the text goes to the sidecar."""
+    """A message the runtime cannot process; the text goes to the sidecar.
+
+    code is MSG_PARSING_ERROR when the input itself is broken (not UTF-8, not
+    JSON, not a valid envelope) and PROCESSING_ERROR otherwise.
+    """
+
+    def __init__(self, message, code=PROCESSING_ERROR):
+        Exception.__init__(self, message)
+        self.code = code
+
+
+def parsing_error(message):
+    return ProcessingError(message, MSG_PARSING_ERROR)
 
 
 def _type_name(value):
@@ -425,67 +503,68 @@ def _type_name(value):
     )
 
 
-def validate_route(route, where="route"):
+def route_shape_error(route, where):
+    """What is wrong with route's shape (object, actors, integer current), or None."""
     if not isinstance(route, dict):
-        raise ProcessingError(f"{where} must be an object, got {_type_name(route)}")
+        return f"{where} must be an object, got {_type_name(route)}"
     actors = route.get("actors")
     if not isinstance(actors, list) or not actors:
-        raise ProcessingError(f"{where}.actors must be a non-empty array of strings")
+        return f"{where}.actors must be a non-empty array of strings"
     # No enumerate(): it would double the cost of a valid route's check; a
     # failure looks the index up.
     for actor in actors:
         if not isinstance(actor, str):
             index = next(i for i, item in enumerate(actors) if not isinstance(item, str))
-            raise ProcessingError(f"{where}.actors[{index}] must be a string, got {_type_name(actor)}")
+            return f"{where}.actors[{index}] must be a string, got {_type_name(actor)}"
     current = route.get("current")
     if type(current) is not int:
-        raise ProcessingError(f"{where}.current must be an integer, got {_type_name(current)}")
-    if not 0 <= current < len(actors):
-        raise ProcessingError(f"{where}.current={current} is out of range for {len(actors)} actors")
+        return f"{where}.current must be an integer, got {_type_name(current)}"
+    return None
 
 
 def validate_envelope(envelope):
-    """Raise ProcessingError naming the first field that breaks the input contract."""
+    """Raise a msg_parsing_error naming the first field that breaks the input contract."""
     if not isinstance(envelope, dict):
-        raise ProcessingError(f"envelope must be a JSON object, got {_type_name(envelope)}")
+        raise parsing_error(f"envelope must be a JSON object, got {_type_name(envelope)}")
     if "payload" not in envelope:
-        raise ProcessingError("envelope has no 'payload' field")
+        raise parsing_error("envelope has no 'payload' field")
     if "route" not in envelope:
-        raise ProcessingError("envelope has no 'route' field")
-    validate_route(envelope["route"])
+        raise parsing_error("envelope has no 'route' field")
+    route = envelope["route"]
+    broken = route_shape_error(route, "route")
+    if broken:
+        raise parsing_error(broken)
+    if not 0 <= route["current"] < len(route["actors"]):
+        raise parsing_error(f"route.current={route['current']} is out of range for {len(route['actors'])} actors")
     if "headers" in envelope and not isinstance(envelope["headers"], dict):
-        raise ProcessingError("headers must be an object, got {}".format(_type_name(envelope["headers"])))
+        raise parsing_error("headers must be an object, got {}".format(_type_name(envelope["headers"])))
     if "id" in envelope and not isinstance(envelope["id"], str):
-        raise ProcessingError("id must be a string, got {}".format(_type_name(envelope["id"])))
+        raise parsing_error("id must be a string, got {}".format(_type_name(envelope["id"])))
 
 
-def check_route_rules(before, after):
+def check_route_rules(before, after, may_advance=False):
     """Enforce what an envelope-mode handler may change in a route.
 
     The steps up to and including `current` are history: they stay as they
-    were, and `current` itself does not move (the sidecar advances it). Steps
-    after `current` may be added, replaced or removed.
+    were. `current` stays where it was (the runtime or the sidecar advances
+    it), or, with may_advance (the list dialect), is already advanced by one,
+    as handlers written for the reference runtime do. Steps after `current`
+    may be added, replaced or removed. Every failure, of shape or of rule, is
+    reported in one form: "route rule violated: <what>; input route ...,
+    output route ...".
     """
     current = before["current"]
-    if (
-        not isinstance(after, dict)
-        or not isinstance(after.get("actors"), list)
-        or not after["actors"]
-        or type(after.get("current")) is not int
-    ):
-        # validate_route raises for each of these; its text names the field.
-        try:
-            validate_route(after, "output route")
-        except ProcessingError as exc:
-            broken = str(exc)
-    elif after["current"] != current:
-        broken = f"route.current must stay {current} (the sidecar advances it), got {after['current']}"
-    elif after["actors"][: current + 1] != before["actors"][: current + 1]:
-        broken = f"route.actors[0..{current}] (processed steps and the current actor) must stay unchanged"
-    else:
-        # The history is intact; what remains is the shape of the new steps.
-        validate_route(after, "output route")
-        return
+    broken = route_shape_error(after, "output route")
+    if broken is None:
+        if after["current"] != current and not (may_advance and after["current"] == current + 1):
+            if may_advance:
+                broken = f"route.current must stay {current} or be advanced to {current + 1}, got {after['current']}"
+            else:
+                broken = f"route.current must stay {current} (the sidecar advances it), got {after['current']}"
+        elif after["actors"][: current + 1] != before["actors"][: current + 1]:
+            broken = f"route.actors[0..{current}] (processed steps and the current actor) must stay unchanged"
+        else:
+            return
     raise ProcessingError(
         f"route rule violated: {broken}; input route {json.dumps(before)}, output route {json.dumps(after, default=repr)}"
     )
@@ -498,14 +577,21 @@ def check_route_rules(before, after):
 METADATA_KEY = "_asya"
 
 
-def call_payload_mode(handler, envelope, include_metadata):
-    """f(payload) -> [] | [envelope, ...] | envelope, keeping route and headers."""
+def call_payload_mode(handler, envelope, include_metadata, advance_route=False):
+    """f(payload) -> [] | [envelope, ...] | envelope, keeping route and headers.
+
+    advance_route (the list dialect): the outputs' route.current is the
+    input's plus one, as the asya Go sidecar expects of the runtime.
+    """
     payload = envelope["payload"]
     headers = envelope.get("headers")
     if headers is None:
         headers = {}
+    route = envelope["route"]
+    if advance_route:
+        route = advanced(route)
     # Every output envelope is this one with the handler's value as payload.
-    output = {"payload": None, "route": envelope["route"], "headers": headers}
+    output = {"payload": None, "route": route, "headers": headers}
     if "id" in envelope:
         output["id"] = envelope["id"]
     strip_metadata = include_metadata and isinstance(payload, dict)
@@ -545,6 +631,14 @@ def copy_json(value):
     return value
 
 
+def advanced(route):
+    """A copy of route with current moved on by one (route itself if it has no integer current)."""
+    if isinstance(route, dict) and type(route.get("current")) is int:
+        route = dict(route)
+        route["current"] += 1
+    return route
+
+
 def _without_metadata(value):
     if isinstance(value, dict) and METADATA_KEY in value:
         value = dict(value)
@@ -552,8 +646,13 @@ def _without_metadata(value):
     return value
 
 
-def call_envelope_mode(handler, envelope, validate):
-    """f(envelope) -> [] | [envelope, ...] | envelope, with route rules enforced."""
+def call_envelope_mode(handler, envelope, validate, advance_route=False):
+    """f(envelope) -> [] | [envelope, ...] | envelope, with route rules enforced.
+
+    advance_route (the list dialect): an output whose route.current is the
+    input's is advanced by one; one already advanced by the handler is sent
+    as it is.
+    """
     if envelope.get("headers") is None:
         envelope["headers"] = {}
     # The handler may mutate what it is given; keep the input's route and
@@ -588,7 +687,14 @@ def call_envelope_mode(handler, envelope, validate):
                 raise ProcessingError(
                     "{}.headers must be an object, got {}".format(label, _type_name(out["headers"]))
                 )
-            check_route_rules(route_before, out["route"])
+            check_route_rules(route_before, out["route"], advance_route)
+        if (
+            advance_route
+            and isinstance(route_before, dict)
+            and isinstance(out["route"], dict)
+            and out["route"].get("current") == route_before.get("current")
+        ):
+            out["route"] = advanced(out["route"])
     return outputs if many else outputs[0]
 
 
@@ -640,11 +746,14 @@ _encode_utf8 = _compact_encoder(ensure_ascii=False)
 _encode_ascii = _compact_encoder(ensure_ascii=True)
 
 
-def ok_reply(result):
+def ok_reply(result, reply_format="status"):
+    """The reply for a handled message; result is an envelope or a list of them."""
+    if reply_format == "list":
+        return result if isinstance(result, list) else [result]
     return {"status": "ok", "result": result}
 
 
-def error_reply(code, exc):
+def error_reply(code, exc, reply_format="status", traceback_text=None):
     """Build the error reply for exc; the traceback starts at the user's code."""
     try:
         text = str(exc)
@@ -654,13 +763,21 @@ def error_reply(code, exc):
         message = text
     else:
         message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return {
-        "status": "error",
-        "error": code,
-        "message": message,
-        "type": type(exc).__name__,
-        "traceback": _format_traceback(exc),
-    }
+    if traceback_text is None:
+        traceback_text = _format_traceback(exc)
+    details = {"message": message, "type": type(exc).__name__, "traceback": traceback_text}
+    if reply_format == "list":
+        return [{"error": code, "details": details}]
+    if code == MSG_PARSING_ERROR:
+        code = PROCESSING_ERROR
+    reply = {"status": "error", "error": code}
+    reply.update(details)
+    return reply
+
+
+def error_message(reply):
+    """The message of an error reply, in either dialect."""
+    return reply[0]["details"]["message"] if isinstance(reply, list) else reply["message"]
 
 
 def _format_traceback(exc):
@@ -740,58 +857,199 @@ def _for_log(text):
 
 
 # --------------------------------------------------------------------------
+# Handler calls: plain results, one event loop, the per-message deadline.
+# --------------------------------------------------------------------------
+
+# Results that are not values yet: they are run or drained before replying.
+DEFERRED_RESULTS = frozenset((types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType))
+# Code flags of `async def` functions and async generators (inspect.CO_COROUTINE,
+# inspect.CO_ASYNC_GENERATOR), read without importing inspect for every handler.
+ASYNC_CODE_FLAGS = 0x80 | 0x200
+
+# How long a handler may run past its deadline in code that cannot be
+# interrupted (C code) before the runtime answers for it and exits.
+HANDLER_TIMEOUT_GRACE = 2.0
+# The last resort, for C code that also holds the GIL so that no Python thread
+# can run: faulthandler's own thread dumps the stacks and exits this much later.
+STUCK_DUMP_MARGIN = 2.0
+WATCHDOG_POLL = 0.25
+EXIT_HANDLER_STUCK = 4
+
+
+class HandlerTimeout(BaseException):
+    """Raised inside a handler that overran ASYA_HANDLER_TIMEOUT.
+
+    A BaseException, like KeyboardInterrupt, so that the handler's own
+    `except Exception` cannot swallow it.
+    """
+
+
+def is_async_function(function):
+    code = getattr(getattr(function, "__func__", function), "__code__", None)
+    return code is not None and bool(code.co_flags & ASYNC_CODE_FLAGS)
+
+
+async def _collect(async_generator):
+    return [item async for item in async_generator]
+
+
+class HandlerCaller:
+    """Calls the user's function and hands back a plain value.
+
+    A coroutine runs to its end on one event loop, made at start-up for an
+    `async def` handler and reused for every message; a generator or an async
+    generator is drained into a list (fan-out), so an exception half way
+    leaves no partial output. With a timeout, `call` is interrupted by
+    HandlerTimeout once the deadline passes (SIGALRM: the server runs in the
+    main thread).
+    """
+
+    def __init__(self, function, timeout=0.0):
+        self.function = function
+        self.timeout = timeout
+        self.started = None  # monotonic start of the call under a deadline, for the watchdog
+        self._loop = self._new_loop() if is_async_function(function) else None
+        self._deadline_armed = False
+        if timeout:
+            signal.signal(signal.SIGALRM, self._on_deadline)
+            self.call = self._call_with_deadline
+        else:
+            self.call = self._call
+
+    def _call(self, argument):
+        result = self.function(argument)
+        if type(result) in DEFERRED_RESULTS:
+            result = self._drain(result)
+        return result
+
+    def _call_with_deadline(self, argument):
+        self.started = time.monotonic()
+        self._deadline_armed = True
+        signal.setitimer(signal.ITIMER_REAL, self.timeout)
+        try:
+            return self._call(argument)
+        finally:
+            self._deadline_armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self.started = None
+
+    def _on_deadline(self, signum, frame):
+        if self._deadline_armed:
+            self._deadline_armed = False
+            raise HandlerTimeout(f"the handler ran longer than ASYA_HANDLER_TIMEOUT={self.timeout:g} s")
+
+    def _drain(self, result):
+        if type(result) is types.GeneratorType:
+            return list(result)
+        if self._loop is None:  # a plain function returned a coroutine
+            self._loop = self._new_loop()
+        if type(result) is types.AsyncGeneratorType:
+            result = _collect(result)
+        task = self._loop.create_task(result)
+        try:
+            return self._loop.run_until_complete(task)
+        except BaseException:
+            if not task.done():  # interrupted: the task must not run on into the next message
+                task.cancel()
+                try:
+                    self._loop.run_until_complete(task)
+                except BaseException:
+                    pass
+            raise
+
+    @staticmethod
+    def _new_loop():
+        import asyncio  # only async handlers pay for it
+
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        return loop
+
+    def close(self):
+        if self._loop is not None:
+            self._loop.close()
+
+
+# --------------------------------------------------------------------------
 # Server loop: accept, answer one message, close; one connection at a time.
 # --------------------------------------------------------------------------
 
+READY_FILE_NAME = "runtime-ready"
 
-# Just under glibc's 32 MiB ceiling for its dynamic mmap threshold: a freed
-# block at or above the ceiling leaves the threshold where it was.
-HEAP_WARM_UP_BYTES = 31 * 1024 * 1024
+
+def prepare_socket_dir(socket_dir):
+    """Before the handler is loaded: create the directory, fail fast if the
+    socket path is taken, and remove a `runtime-ready` left by an earlier
+    process (after a container restart its PID may even be ours)."""
+    try:
+        if not os.path.isdir(socket_dir):
+            os.makedirs(socket_dir, exist_ok=True)
+            # Whatever the umask: a sidecar under another UID must reach
+            # the socket (others may connect, not write the directory).
+            os.chmod(socket_dir, 0o755)
+    except OSError as exc:
+        raise StartupError(f"cannot create ASYA_SOCKET_DIR={socket_dir!r}: {exc.strerror}")
+    socket_path = os.path.join(socket_dir, SOCKET_NAME)
+    try:
+        mode = os.lstat(socket_path).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISSOCK(mode):
+        raise StartupError(f"{socket_path!r} exists and is not a socket; remove it or choose another ASYA_SOCKET_DIR")
+    if mode is not None:
+        probe_connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe_connection.connect(socket_path)
+        except OSError:
+            pass  # stale: nobody listens; bind() replaces it
+        else:
+            raise StartupError(
+                f"another process already serves {socket_path!r}; give each runtime its own ASYA_SOCKET_DIR"
+            )
+        finally:
+            probe_connection.close()
+    ready_path = os.path.join(socket_dir, READY_FILE_NAME)
+    try:
+        os.unlink(ready_path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StartupError(f"cannot remove the stale {ready_path!r}: {exc.strerror}")
 
 
 class ActorServer:
-    """Serves config.handler on a Unix socket until shutdown() or a stop signal."""
+    """Serves a handler on a Unix socket until shutdown() or a stop signal.
 
-    def __init__(self, config, handler):
+    Its files in config.socket_dir: the socket, and `runtime-ready` (holding
+    this process's PID), which exists exactly while this process has its
+    handler loaded and listens.
+    """
+
+    def __init__(self, config, handler, instance=None):
         self.config = config
-        self.handler = handler
+        self.caller = HandlerCaller(handler, config.handler_timeout)
+        self.instance = instance
         self.socket_path = os.path.join(config.socket_dir, SOCKET_NAME)
+        self.ready_path = os.path.join(config.socket_dir, READY_FILE_NAME)
         self._listener = None
         self._socket_inode = None
         self._stopping = False
         self._small_reply = 0
         self._scratch = new_scratch(config.chunk_size)
-        # Freeing a block that glibc mapped on its own raises its mmap
-        # threshold to that block's size (32 MiB at most) and its heap-trim
-        # threshold to twice that. Without this, the frame, text and reply
-        # buffers of every message above 128 KiB are mapped afresh and faulted
-        # in page by page, which costs a 10 MiB message a quarter of its time.
-        # After it, buffers up to about 31 MiB come from the heap and are
-        # reused by the next message; the price is that the heap keeps up to
-        # twice that freed between messages, never above the peak the
-        # messages themselves needed. bytes(n) is calloc: a block this size is
-        # mapped as fresh zero pages and never touched, so this costs no
-        # memory and no time (bytearray(n) would write every page).
-        bytes(HEAP_WARM_UP_BYTES)
+        self._in_flight = None  # (conn, message id) of the message being handled
+        self._stuck_dump_armed = False
 
     # -- lifecycle -----------------------------------------------------------
 
     def bind(self):
-        """Create the listening socket; its appearance at socket_path means ready.
+        """Create the listening socket, then announce readiness.
 
         The socket is bound under a temporary name and renamed into place, so
         a client never finds a path that is not yet listening, and a stale
-        socket left by a killed runtime is replaced atomically.
+        socket left by a killed runtime is replaced atomically; the ready file
+        is written the same way, once the socket listens.
         """
-        try:
-            if not os.path.isdir(self.config.socket_dir):
-                os.makedirs(self.config.socket_dir, exist_ok=True)
-                # Whatever the umask: a sidecar under another UID must reach
-                # the socket (others may connect, not write the directory).
-                os.chmod(self.config.socket_dir, 0o755)
-        except OSError as exc:
-            raise StartupError(f"cannot create ASYA_SOCKET_DIR={self.config.socket_dir!r}: {exc.strerror}")
-        self._refuse_foreign_file()
+        prepare_socket_dir(self.config.socket_dir)
         temp_path = f"{self.socket_path}.{os.getpid()}.tmp"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -801,36 +1059,26 @@ class ActorServer:
             os.chmod(temp_path, SOCKET_MODE)
             listener.listen(128)
             os.rename(temp_path, self.socket_path)
+            self._socket_inode = os.stat(self.socket_path).st_ino
+            self._write_ready_file()
         except OSError as exc:
             listener.close()
             raise StartupError(
                 f"cannot listen on {self.socket_path!r}: {exc.strerror or exc}; check that ASYA_SOCKET_DIR is writable"
             )
-        self._socket_inode = os.stat(self.socket_path).st_ino
         self._listener = listener
         # Accepted sockets start with the default send buffer, as this one
         # does; a reply within half of it is sent without a timeout.
         self._small_reply = min(64 * 1024, listener.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2)
+        if self.config.handler_timeout:
+            self._start_watchdog()
 
-    def _refuse_foreign_file(self):
-        try:
-            mode = os.lstat(self.socket_path).st_mode
-        except OSError:
-            return
-        if not stat.S_ISSOCK(mode):
-            raise StartupError(
-                f"{self.socket_path!r} exists and is not a socket; remove it or choose another ASYA_SOCKET_DIR"
-            )
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(self.socket_path)
-        except OSError:
-            return  # stale: nobody listens; bind() replaces it
-        finally:
-            probe.close()
-        raise StartupError(
-            f"another process already serves {self.socket_path!r}; give each runtime its own ASYA_SOCKET_DIR"
-        )
+    def _write_ready_file(self):
+        temp_path = f"{self.ready_path}.{os.getpid()}.tmp"
+        with open(temp_path, "w") as ready:
+            ready.write(f"{os.getpid()}\n")
+        os.chmod(temp_path, 0o644)
+        os.rename(temp_path, self.ready_path)
 
     def shutdown(self, *_signal_args):
         """Stop accepting; the message in flight, if any, is still answered.
@@ -846,28 +1094,30 @@ class ActorServer:
                 pass
 
     def close(self):
-        """Remove our socket file (only if it is still ours) and the listener."""
+        """Withdraw readiness, then remove our socket file (only if both are still ours)."""
+        self._remove_own_files()
+        if self._listener is not None:
+            self._listener.close()
+        self.caller.close()
+
+    def _remove_own_files(self):
+        try:
+            with open(self.ready_path) as ready:
+                ours = ready.read().strip() == str(os.getpid())
+            if ours:
+                os.unlink(self.ready_path)
+        except OSError:
+            pass
         try:
             if os.stat(self.socket_path).st_ino == self._socket_inode:
                 os.unlink(self.socket_path)
         except OSError:
             pass
-        if self._listener is not None:
-            self._listener.close()
 
     def serve_forever(self):
-        # Connections are the C socket type (socket.SocketType) made from the
-        # accepted descriptor, not socket.socket: that class's Python-level
-        # __init__ and close() cost 2-4 us per message, 2% of a small
-        # message's round trip, and nothing here needs what they add
-        # (makefile()). Family, type and protocol are passed, so wrapping the
-        # descriptor makes no system call and cannot fail.
-        accept_descriptor = self._listener._accept
-        kind = (self._listener.family, self._listener.type, self._listener.proto)
         while not self._stopping:
             try:
-                descriptor, _ = accept_descriptor()
-                conn = socket.SocketType(*kind, descriptor)
+                conn = self._accept_connection()
             except OSError as exc:
                 if self._stopping:
                     break
@@ -880,7 +1130,23 @@ class ActorServer:
             except Exception:  # never let one connection end the server
                 log.exception("unexpected failure while handling a connection")
             finally:
+                self._in_flight = None
                 conn.close()
+
+    def _accept_connection(self):
+        """The next connection, as the C socket type wrapped around the accepted descriptor.
+
+        socket.socket's Python-level __init__ and close() are a measurable
+        part of a small message's round trip (docs/performance.md); passing
+        family, type and protocol makes the wrap free of system calls. The
+        private _accept is CPython's; without it the public accept() serves.
+        """
+        listener = self._listener
+        accept_descriptor = getattr(listener, "_accept", None)
+        if accept_descriptor is None:
+            return listener.accept()[0]
+        descriptor, _ = accept_descriptor()
+        return socket.SocketType(listener.family, listener.type, listener.proto, descriptor)
 
     # -- one message ---------------------------------------------------------
 
@@ -889,10 +1155,11 @@ class ActorServer:
 
         The stages run in one function so each large intermediate (frame
         bytes, text, parsed message, reply text) is released as soon as the
-        next one exists: `make bench` measures a peak of about three times the
-        message size above idle, against four for a naive server.
+        next one exists, which keeps the peak memory per message low
+        (docs/performance.md).
         """
         config = self.config
+        reply_format = config.reply_format
         try:
             frame = read_frame(
                 conn, config.chunk_size, config.max_message_size, config.io_timeout, self._scratch
@@ -902,7 +1169,8 @@ class ActorServer:
             return
         except FrameError as exc:
             log.error("[id=-] connection_error: %s", exc)
-            self._send(conn, wire_bytes(encode_error(error_reply(CONNECTION_ERROR, exc))), None)
+            reply = error_reply(CONNECTION_ERROR, exc, reply_format)
+            self._send(conn, wire_bytes(encode_error(reply)), None)
             return
         except OSError as exc:
             log.warning("client vanished while sending: %s", exc)
@@ -913,12 +1181,12 @@ class ActorServer:
             try:
                 text = str(frame, "utf-8")  # frame may be a memoryview, which has no decode()
             except UnicodeDecodeError as exc:
-                raise ProcessingError(f"message is not valid UTF-8: {exc}") from None
+                raise parsing_error(f"message is not valid UTF-8: {exc}") from None
             del frame
             try:
                 envelope = decode_message(text)
             except (ValueError, RecursionError) as exc:
-                raise ProcessingError(f"message is not valid JSON: {exc}") from None
+                raise parsing_error(f"message is not valid JSON: {exc}") from None
             plain_ascii_request = is_plain_ascii(text)
             del text
             if isinstance(envelope, dict) and isinstance(envelope.get("id"), str):
@@ -926,31 +1194,30 @@ class ActorServer:
             if config.enable_validation:
                 validate_envelope(envelope)
             elif not isinstance(envelope, dict) or "payload" not in envelope:
-                raise ProcessingError("envelope must be a JSON object with a 'payload' field")
+                raise parsing_error("envelope must be a JSON object with a 'payload' field")
+            self._in_flight = (conn, message_id)
             result = self.dispatch(envelope)
             del envelope
-            reply_text = encode_reply(ok_reply(result), plain_ascii_likely=plain_ascii_request)
+            reply_text = encode_reply(ok_reply(result, reply_format), plain_ascii_likely=plain_ascii_request)
             # The payload goes before the reply's bytes are made, so the
             # heap can reuse its memory for them.
             del result
         except BaseException as exc:  # a handler may raise anything, SystemExit included
-            reply = error_reply(PROCESSING_ERROR, exc)
-            log.error(
-                "[id=%s] processing_error: %s",
-                _id_for_log(message_id),
-                _for_log(reply["message"]),
-            )
+            code = exc.code if isinstance(exc, ProcessingError) else PROCESSING_ERROR
+            reply = error_reply(code, exc, reply_format)
+            log.error("[id=%s] %s: %s", _id_for_log(message_id), code, _for_log(error_message(reply)))
             reply_text = encode_error(reply)
         data = wire_bytes(reply_text)
         del reply_text
         self._send(conn, data, message_id)
 
     def dispatch(self, envelope):
+        advance_route = self.config.reply_format == "list"
         if self.config.handler_mode == "envelope":
-            return call_envelope_mode(self.handler, envelope, self.config.enable_validation)
+            return call_envelope_mode(self.caller.call, envelope, self.config.enable_validation, advance_route)
         if "route" not in envelope:  # validation off and no route: nothing to keep
             envelope["route"] = None
-        return call_payload_mode(self.handler, envelope, self.config.include_metadata)
+        return call_payload_mode(self.caller.call, envelope, self.config.include_metadata, advance_route)
 
     def _send(self, conn, data, message_id):
         # No shutdown(SHUT_WR) after the reply: serve_forever closes the
@@ -964,21 +1231,165 @@ class ActorServer:
                 exc.strerror or exc,
             )
 
+    # -- a handler stuck past its deadline ------------------------------------
+
+    def _start_watchdog(self):
+        import threading  # only a runtime with a deadline pays for it
+
+        threading.Thread(target=self._watch_for_stuck_calls, name="asya-deadline-watchdog", daemon=True).start()
+
+    def _watch_for_stuck_calls(self):
+        """Thread: a call still running HANDLER_TIMEOUT_GRACE after its deadline
+        is stuck where HandlerTimeout cannot reach it; answer its message and
+        exit, so that Kubernetes restarts the container."""
+        import faulthandler
+
+        limit = self.caller.timeout + HANDLER_TIMEOUT_GRACE
+        while True:
+            started = self.caller.started
+            if started is None:
+                time.sleep(WATCHDOG_POLL)
+                continue
+            if not self._stuck_dump_armed:
+                # Armed only once a call has lasted a poll, so a short call costs nothing.
+                self._stuck_dump_armed = True
+                faulthandler.dump_traceback_later(
+                    max(0.1, started + limit + STUCK_DUMP_MARGIN - time.monotonic()), exit=True
+                )
+            remaining = started + limit - time.monotonic()
+            if remaining > 0:
+                time.sleep(min(remaining, WATCHDOG_POLL))
+                if self.caller.started != started:
+                    faulthandler.cancel_dump_traceback_later()
+                    self._stuck_dump_armed = False
+                continue
+            if self.caller.started == started:
+                self._answer_stuck_call_and_exit()
+
+    def _answer_stuck_call_and_exit(self):
+        in_flight = self._in_flight
+        conn, message_id = in_flight if in_flight else (None, None)
+        exc = HandlerTimeout(
+            f"the handler ran longer than ASYA_HANDLER_TIMEOUT={self.caller.timeout:g} s and could not be "
+            f"interrupted within {HANDLER_TIMEOUT_GRACE:g} s more (stuck outside Python code); "
+            f"the runtime exits with code {EXIT_HANDLER_STUCK} to be restarted"
+        )
+        main_frame = sys._current_frames().get(threading_main_ident())
+        stack = "".join(traceback.format_stack(main_frame)) if main_frame is not None else ""
+        where = f"Handler stack when it was given up (most recent call last):\n{stack}" if stack else ""
+        reply = error_reply(PROCESSING_ERROR, exc, self.config.reply_format, traceback_text=where)
+        log.error("[id=%s] processing_error: %s", _id_for_log(message_id), _for_log(error_message(reply)))
+        if conn is not None:
+            self._send(conn, wire_bytes(encode_error(reply)), message_id)
+        self._remove_own_files()
+        logging.shutdown()
+        os._exit(EXIT_HANDLER_STUCK)
+
+
+def threading_main_ident():
+    import threading
+
+    return threading.main_thread().ident
+
+
+# --------------------------------------------------------------------------
+# Probe: is the runtime up? Answered from its files, without connecting.
+# --------------------------------------------------------------------------
+
+
+def probe(environ):
+    """Exit status 0 if a runtime serves ASYA_SOCKET_DIR, else 1 with one line why.
+
+    Up means: the socket exists, `runtime-ready` exists (so the handler is
+    loaded), and the process whose PID it holds is alive. Nothing connects,
+    so a handler call of any length cannot make a probe fail or fill the
+    socket's listen backlog.
+    """
+    try:
+        socket_dir = socket_dir_from(environ)
+    except StartupError as exc:
+        return _probe_failed(str(exc))
+    socket_path = os.path.join(socket_dir, SOCKET_NAME)
+    ready_path = os.path.join(socket_dir, READY_FILE_NAME)
+    try:
+        if not stat.S_ISSOCK(os.stat(socket_path).st_mode):
+            return _probe_failed(f"{socket_path} is not a socket")
+    except OSError:
+        return _probe_failed(f"no socket at {socket_path}")
+    try:
+        with open(ready_path) as ready:
+            pid = int(ready.read().strip())
+    except (OSError, ValueError):
+        return _probe_failed(f"no readable {ready_path}: the handler is not loaded yet")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return _probe_failed(f"the runtime process {pid} named by {ready_path} is gone")
+    except PermissionError:
+        pass  # it exists, under another user
+    return 0
+
+
+def _probe_failed(why):
+    sys.stderr.write(f"asya-runtime probe: {why}\n")
+    return 1
+
 
 # --------------------------------------------------------------------------
 # main: configure, load the handler, then (and only then) open the socket.
 # --------------------------------------------------------------------------
 
 
-def main(environ=None):
+# Just under glibc's 32 MiB ceiling for its dynamic mmap threshold.
+HEAP_WARM_UP_BYTES = 31 * 1024 * 1024
+
+
+def warm_up_glibc_heap():
+    """Raise glibc's mmap threshold once, so large message buffers are reused.
+
+    glibc maps each block above its mmap threshold afresh and faults it in
+    page by page; freeing a block it mapped raises the threshold to that
+    block's size (up to 32 MiB). Freeing one such block at start-up lets the
+    buffers of every later message up to this size come from the heap and be
+    reused (docs/performance.md has the figures). bytes(n) is calloc: the
+    block is mapped as zero pages and never touched, so this costs no memory.
+    Other C libraries (musl) do not work this way and are left alone.
+    """
+    try:
+        os.confstr("CS_GNU_LIBC_VERSION")
+    except (ValueError, OSError, AttributeError):
+        return False
+    bytes(HEAP_WARM_UP_BYTES)
+    return True
+
+
+def close_handler(instance):
+    """Call a class handler's close() once, after the last reply; never fail the exit."""
+    close = getattr(instance, "close", None)
+    if instance is None or not callable(close):
+        return
+    try:
+        close()
+    except BaseException:
+        log.exception("the handler's close() failed (ignored: the runtime is stopping)")
+
+
+def main(environ=None, argv=()):
     environ = os.environ if environ is None else environ
+    if list(argv) == ["--probe"]:
+        return probe(environ)
+    if argv:
+        sys.stderr.write(f"asya-runtime: error: unknown arguments {list(argv)!r}; the only one is --probe\n")
+        return 2
     try:
         config = load_config(environ)
-        handler = load_handler(config.handler)
-        server = ActorServer(config, handler)
+        prepare_socket_dir(config.socket_dir)
+        handler, instance = load_handler_and_instance(config.handler)
+        server = ActorServer(config, handler, instance)
         # Installed before the socket exists, so no stop signal can leave it stale.
         signal.signal(signal.SIGTERM, server.shutdown)
         signal.signal(signal.SIGINT, server.shutdown)
+        warm_up_glibc_heap()
         server.bind()
     except StartupError as exc:
         sys.stderr.write(f"asya-runtime: error: {exc}\n")
@@ -994,23 +1405,26 @@ def main(environ=None):
         format="%(asctime)s %(levelname)s asya-runtime: %(message)s",
     )
     log.info(
-        "ready: python %s, handler %s, mode %s, socket %s, max message %d bytes, chunk %d bytes, "
-        "validation %s",
+        "ready: python %s, handler %s, mode %s, replies %s, socket %s, max message %d bytes, chunk %d bytes, "
+        "validation %s, deadline %s",
         sys.version.split()[0],
         config.handler,
         config.handler_mode,
+        config.reply_format,
         server.socket_path,
         config.max_message_size,
         config.chunk_size,
         "on" if config.enable_validation else "off",
+        f"{config.handler_timeout:g} s" if config.handler_timeout else "off",
     )
     try:
         server.serve_forever()
     finally:
         server.close()
-    log.info("stopped: socket %s removed", server.socket_path)
+        log.info("stopped: socket %s removed", server.socket_path)
+        close_handler(instance)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(argv=sys.argv[1:]))

@@ -176,7 +176,9 @@ def test_bind_creates_the_directory_and_a_0666_socket(load_fixture_handler, sock
         mode = os.stat(server.socket_path).st_mode
         assert stat.S_ISSOCK(mode)
         assert stat.S_IMODE(mode) == 0o666
-        assert os.listdir(str(socket_dir / "nested" / "dir")) == [SOCKET_NAME], "no temporary file is left"
+        assert sorted(os.listdir(str(socket_dir / "nested" / "dir"))) == [SOCKET_NAME, "runtime-ready"], (
+            "the socket and the ready file, no temporary file"
+        )
     finally:
         server.close()
 

@@ -183,7 +183,8 @@ def test_a_socket_someone_serves_is_not_taken_over(runtime_factory, python, sock
     assert code == 2
     assert first_line.startswith(ERROR_PREFIX)
     assert "another process already serves" in first_line and "ASYA_SOCKET_DIR" in first_line
-    assert os.listdir(str(socket_dir)) == [SOCKET_NAME], "no second socket, no temporary file"
+    assert sorted(os.listdir(str(socket_dir))) == [SOCKET_NAME, "runtime-ready"], "no second socket, no temporary file"
+    assert (socket_dir / "runtime-ready").read_text() == f"{first.process.pid}\n", "the first runtime is still the ready one"
     assert call(first.socket_path, envelope_for("still mine"))["result"]["payload"] == "still mine"
 
 
