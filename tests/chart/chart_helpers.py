@@ -42,22 +42,28 @@ class Chart:
             stdin_text = yaml.safe_dump(values)
         return args, stdin_text
 
-    def template_text(self, values=None, values_files=(), release=RELEASE):
+    def template_text(self, values=None, values_files=(), release=RELEASE, kube_version=None):
         args, stdin_text = self.values_args(values_files, values)
+        if kube_version:
+            args += ["--kube-version", kube_version]
         result = self.run("template", release, str(CHART_DIR), *args, stdin_text=stdin_text)
         if result.returncode != 0:
             raise RenderError(result.stderr)
         return result.stdout
 
-    def template(self, values=None, values_files=(), release=RELEASE):
-        """Render and return the parsed documents, keyed by kind."""
-        text = self.template_text(values, values_files, release)
-        return {doc["kind"]: doc for doc in yaml.safe_load_all(text) if doc}
+    def template(self, values=None, values_files=(), release=RELEASE, kube_version=None):
+        """Render and return the parsed documents, keyed by kind (see documents())."""
+        return documents(self.template_text(values, values_files, release, kube_version))
 
-    def failure(self, values=None, values_files=(), release=RELEASE):
+    def template_all(self, values=None, values_files=(), release=RELEASE, kube_version=None):
+        """Render and return every document, in order."""
+        text = self.template_text(values, values_files, release, kube_version)
+        return [doc for doc in yaml.safe_load_all(text) if doc]
+
+    def failure(self, values=None, values_files=(), release=RELEASE, kube_version=None):
         """Render values that must be refused; return helm's error output."""
         try:
-            self.template_text(values, values_files, release)
+            self.template_text(values, values_files, release, kube_version)
         except RenderError as error:
             return str(error)
         raise AssertionError(f"helm rendered values that should have been refused: {values}")
@@ -68,17 +74,25 @@ def ci_values_files():
 
 
 def documents(text):
-    return {doc["kind"]: doc for doc in yaml.safe_load_all(text) if doc}
+    """{kind: document} of a single-actor render (one document of each kind)."""
+    docs = [doc for doc in yaml.safe_load_all(text) if doc]
+    by_kind = {doc["kind"]: doc for doc in docs}
+    assert len(by_kind) == len(docs), "several documents of one kind: use template_all"
+    return by_kind
 
 
 def pod_spec(docs):
     return docs["Deployment"]["spec"]["template"]["spec"]
 
 
-def container(spec, name, key="containers"):
-    matches = [each for each in spec[key] if each["name"] == name]
+def container(spec, name, key=None):
+    """The container called name; without key, looked up in containers and initContainers
+    (as a native sidecar the runtime is an init container)."""
+    keys = [key] if key else ["containers", "initContainers"]
+    candidates = [each for k in keys for each in spec.get(k, [])]
+    matches = [each for each in candidates if each["name"] == name]
     assert len(matches) == 1, "expected one {} named {}, found {}".format(
-        key, name, [each["name"] for each in spec[key]])
+        "/".join(keys), name, [each["name"] for each in candidates])
     return matches[0]
 
 

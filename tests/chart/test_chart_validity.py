@@ -1,28 +1,47 @@
-"""The chart as Kubernetes and helm see it: lint, schema-valid manifests, install."""
+"""The chart as Kubernetes, KEDA and helm see it: lint, schema-valid manifests on the
+oldest and newest Kubernetes the chart supports, install, and the generated README."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
-from chart_helpers import CHART_DIR, ci_values_files, runtime_values
+from chart_helpers import CHART_DIR, REPO_ROOT, ci_values_files, runtime_values
+from keda_fields import SCALED_OBJECT
 
-KUBERNETES_VERSION = "1.32.0"
+# Chart.yaml's kubeVersion floor, and the newest release kubernetes-validate knows.
+OLDEST_KUBERNETES = "1.25.0"
+NEWEST_KUBERNETES = "1.37.0"
+# Values files that need a newer cluster than the chart's floor (the chart refuses
+# them below it; see test_scaling_and_order.py).
+MINIMUM_KUBERNETES = {
+    "native-sidecar-values": "1.29.0",
+    "image-volume-values": "1.33.0",
+}
+KUBERNETES_KINDS = {"Deployment", "Pod", "ServiceAccount", "PodDisruptionBudget"}
+README_GENERATOR_DIR = REPO_ROOT / "tools" / "readme-generator"
+README_GENERATOR = README_GENERATOR_DIR / "node_modules" / ".bin" / "readme-generator"
 
 
-def kubernetes_validate(paths):
+def kubernetes_validate(paths, version):
     tool = Path(sys.executable).parent / "kubernetes-validate"
     return subprocess.run(
-        [str(tool), "--strict", "-k", KUBERNETES_VERSION, *map(str, paths)],
+        [str(tool), "--strict", "-k", version, *map(str, paths)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_every_ci_values_file_exists_for_the_documented_scenarios():
+def test_every_documented_scenario_has_a_ci_values_file():
     names = {path.stem for path in ci_values_files()}
     assert {"package-handler-values", "standalone-script-values", "multiple-pythonpath-values",
-            "conda-values", "envelope-mode-values", "gpu-values"} <= names
+            "conda-values", "envelope-mode-values", "gpu-values", "asya-rabbitmq-values",
+            "asya-sqs-irsa-values", "keda-values", "native-sidecar-values",
+            "image-volume-values", "two-actors-values"} <= names
 
 
 @pytest.mark.parametrize("values_file", ci_values_files(), ids=lambda path: path.stem)
@@ -32,19 +51,66 @@ def test_helm_lint_strict(chart, values_file):
     assert "0 chart(s) failed" in result.stdout
 
 
-def test_every_rendered_document_passes_kubernetes_validate_strict(ci_renders, tmp_path):
-    paths = []
-    document_count = 0
-    for name, text in ci_renders.items():
-        path = tmp_path / (name + ".yaml")
-        path.write_text(text)
-        paths.append(path)
-        document_count += sum(1 for doc in yaml.safe_load_all(text) if doc)
-    result = kubernetes_validate(paths)
-    assert result.returncode == 0, result.stdout
-    assert result.stdout.count(" passed for resource ") == document_count, result.stdout
-    # A Deployment and its helm test Pod per values file.
-    assert document_count == 2 * len(paths)
+@pytest.fixture(scope="module")
+def renders_per_version(chart):
+    """{(values file stem, kubernetes version): documents} for every ci file the
+    version supports, rendered with that version's capabilities."""
+    jobs = []
+    for path in ci_values_files():
+        for version in (OLDEST_KUBERNETES, NEWEST_KUBERNETES):
+            floor = MINIMUM_KUBERNETES.get(path.stem, OLDEST_KUBERNETES)
+            if version == OLDEST_KUBERNETES and floor != OLDEST_KUBERNETES:
+                version = floor
+            jobs.append((path, version))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        docs = list(pool.map(lambda job: chart.template_all(values_files=[job[0]], kube_version=job[1]),
+                             jobs))
+    return {(path.stem, version): rendered for (path, version), rendered in zip(jobs, docs)}
+
+
+@pytest.mark.parametrize("version", ["oldest", "newest"])
+def test_every_rendered_manifest_passes_kubernetes_validate_strict(renders_per_version, tmp_path, version):
+    by_version = {}
+    for (name, kube_version), docs in renders_per_version.items():
+        by_version.setdefault(kube_version, []).append((name, docs))
+    versions = sorted(by_version, key=lambda text: tuple(map(int, text.split("."))))
+    chosen = {versions[-1]} if version == "newest" else set(versions[:-1])
+    checked = 0
+    for kube_version in sorted(chosen):
+        paths = []
+        expected = 0
+        for name, docs in by_version[kube_version]:
+            kubernetes_docs = [doc for doc in docs if doc["kind"] in KUBERNETES_KINDS]
+            assert len(kubernetes_docs) + sum(doc["kind"] == "ScaledObject" for doc in docs) == len(docs)
+            path = tmp_path / f"{name}-{kube_version}.yaml"
+            path.write_text(yaml.safe_dump_all(kubernetes_docs))
+            paths.append(path)
+            expected += len(kubernetes_docs)
+        result = kubernetes_validate(paths, kube_version)
+        assert result.returncode == 0, result.stdout
+        assert result.stdout.count(" passed for resource ") == expected, result.stdout
+        checked += expected
+    assert checked > 0
+
+
+def test_scaled_objects_use_only_the_fields_keda_documents(renders_per_version):
+    scaled_objects = [doc for docs in renders_per_version.values() for doc in docs
+                      if doc["kind"] == "ScaledObject"]
+    trigger_types = set()
+    for scaled_object in scaled_objects:
+        jsonschema.validate(scaled_object, SCALED_OBJECT)
+        trigger_types.update(each["type"] for each in scaled_object["spec"]["triggers"])
+    assert trigger_types == {"rabbitmq"}
+    assert len(scaled_objects) >= 2
+
+
+def test_keda_field_check_would_catch_a_misspelt_trigger_field():
+    bad = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "x"},
+           "spec": {"scaleTargetRef": {"name": "x"}, "triggers": [
+               {"type": "rabbitmq", "metadata": {"queueName": "x", "mode": "QueueLength",
+                                                 "value": "5", "queueLenght": "5"}}]}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, SCALED_OBJECT)
 
 
 def test_kubernetes_validate_catches_a_misspelt_pod_field(chart, tmp_path):
@@ -53,7 +119,7 @@ def test_kubernetes_validate_catches_a_misspelt_pod_field(chart, tmp_path):
     values = runtime_values(imagePullPolicyy="Always")
     path = tmp_path / "typo.yaml"
     path.write_text(chart.template_text(values))
-    result = kubernetes_validate([path])
+    result = kubernetes_validate([path], NEWEST_KUBERNETES)
     assert result.returncode != 0
     assert "imagePullPolicyy" in result.stdout
 
@@ -69,6 +135,16 @@ def test_helm_install_dry_run_client(chart):
     assert "kubectl --namespace models rollout status deployment/thumbnailer-asya-actor" in result.stdout
     assert "logs deployment/thumbnailer-asya-actor -c asya-runtime" in result.stdout
     assert "helm test thumbnailer --namespace models --logs" in result.stdout
+
+
+def test_notes_list_every_actor_of_a_release(chart):
+    values_file = CHART_DIR / "ci" / "two-actors-values.yaml"
+    result = chart.run("install", "pipeline", str(CHART_DIR), "--dry-run=client",
+                       "--namespace", "ml", "--values", str(values_file))
+    assert result.returncode == 0, result.stderr
+    assert "rollout status deployment/pipeline-asya-actor-route" in result.stdout
+    assert "rollout status deployment/pipeline-asya-actor-score" in result.stdout
+    assert "scaled by KEDA on its queue (1 to 4 pods)" in result.stdout
 
 
 def test_notes_say_when_container_env_overrides_a_value(chart):
@@ -87,21 +163,80 @@ def test_helm_install_dry_run_refuses_a_typo(chart):
     assert "additional properties 'replicaCont' not allowed" in result.stderr
 
 
-def value_paths(schema, prefix=""):
-    """Dotted paths of the values the schema declares, down to free-form objects."""
-    for key, subschema in schema.get("properties", {}).items():
+# ---------------------------------------------------------------- values, schema, README
+
+REFERENCE_CHART_KEYS = {"transport", "scaling", "name"}
+
+
+def schema_node(schema, node):
+    while "$ref" in node:
+        target = schema
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def leaf_paths(values, prefix=""):
+    for key, value in values.items():
         path = prefix + key
-        if key == "global":
-            continue
-        nested = subschema.get("properties")
-        if nested and subschema.get("additionalProperties") is False and key not in ("template",):
-            yield from value_paths(subschema, path + ".")
+        if isinstance(value, dict) and value:
+            yield from leaf_paths(value, path + ".")
         else:
-            yield path
+            yield path, value
 
 
-def test_chart_readme_lists_every_value():
+def lookup(schema, path):
+    node = schema
+    for part in path.split("."):
+        node = schema_node(schema, node)
+        properties = node.get("properties", {})
+        if part in properties:
+            node = properties[part]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            return None
+    return schema_node(schema, node)
+
+
+def test_schema_types_every_value_in_values_yaml():
     schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    untyped = []
+    for path, _ in leaf_paths(values):
+        node = lookup(schema, path)
+        if node is None or not ({"type", "enum", "const", "oneOf"} & set(node)):
+            untyped.append(path)
+    assert not untyped, f"values.schema.json gives no type for: {untyped}"
+    # And nothing in the schema that values.yaml does not have, apart from the
+    # reference chart's keys (refused with a pointer) and helm's `global`.
+    declared = set(schema["properties"]) - REFERENCE_CHART_KEYS - {"global"}
+    assert declared == set(values)
+
+
+def readme_generator():
+    if not (README_GENERATOR.exists() and os.access(str(README_GENERATOR), os.X_OK)):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                       cwd=str(README_GENERATOR_DIR), check=True)
+    return README_GENERATOR
+
+
+def test_readme_values_table_is_generated_from_values_yaml(tmp_path):
+    readme = tmp_path / "README.md"
+    shutil.copy(str(CHART_DIR / "README.md"), str(readme))
+    result = subprocess.run(
+        [str(readme_generator()), "--values", str(CHART_DIR / "values.yaml"), "--readme", str(readme)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert result.returncode == 0, result.stdout
+    assert readme.read_text() == (CHART_DIR / "README.md").read_text(), (
+        "charts/asya-actor/README.md's values table is stale: run `make chart-readme`")
+
+
+def test_readme_table_has_a_row_per_value():
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     readme = (CHART_DIR / "README.md").read_text()
-    missing = [path for path in value_paths(schema) if f"| `{path}" not in readme]
-    assert not missing, f"charts/asya-actor/README.md has no row for: {missing}"
+    documented_whole = ("workload.template.spec",)
+    missing = [path for path, _ in leaf_paths(values)
+               if f"| `{path}`" not in readme and not path.startswith(documented_whole)]
+    assert not missing, missing

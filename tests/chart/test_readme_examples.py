@@ -4,7 +4,7 @@ import re
 
 import pytest
 import yaml
-from chart_helpers import REPO_ROOT, pod_spec
+from chart_helpers import REPO_ROOT, container, pod_spec
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 EXAMPLES = re.findall(r"helm install (\S+) charts/asya-actor -f - <<'EOF'\n(.*?)\nEOF", README, re.S)
@@ -19,10 +19,10 @@ def test_readme_example_renders_the_handler_it_promises(chart, release, values_t
     values = yaml.safe_load(values_text)
     docs = chart.template(values=values, release=release)
     spec = pod_spec(docs)
-    runtime = next(c for c in spec["containers"] if c["name"] == "asya-runtime")
+    runtime = container(spec, "asya-runtime")
     env = {item["name"]: item.get("value") for item in runtime["env"]}
     python = values["workload"].get("pythonExecutable", "python3")
-    assert runtime["command"] == [python, "/opt/asya"]
+    assert runtime["command"] == [python, "/opt/asya/asya_runtime.py"]
     handler = values.get("handler") or next(
         e["value"] for e in values["workload"]["template"]["spec"]["containers"][0]["env"]
         if e["name"] == "ASYA_HANDLER"

@@ -29,7 +29,7 @@ RENDER_FAILURES = {
     "command-already-set": (
         runtime_values(command=["python", "serve.py"]),
         'container asya-runtime sets command ["python","serve.py"]: the chart runs '
-        "[python3, /opt/asya]; remove command"),
+        "[python3, /opt/asya/asya_runtime.py]; remove command"),
     "args-set": (
         runtime_values(args=["--port", "8080"]),
         "container asya-runtime sets args"),
@@ -42,9 +42,6 @@ RENDER_FAILURES = {
     "runtime-container-without-image": (
         with_template_spec(containers=[{"name": "asya-runtime"}]),
         "container asya-runtime has no image"),
-    "container-without-name": (
-        with_template_spec(containers=[dict(MODEL), {"image": "x:1"}]),
-        "every container in workload.template.spec.containers needs a name"),
     "no-handler-anywhere": (
         with_values(runtime_values(), handler=""),
         "no handler: set the value handler (module.path.function"),

@@ -1,71 +1,63 @@
 """The commands the chart writes into the pod, run for real against the runtime.
 
-The probes and the helm test pod carry Python programs that will run inside the
-model image under its own interpreter. Here the rendered commands run as local
-processes against the runtime directory the init container would fill
-(asya_runtime.py, its launcher and their bytecode, built by
-tools/compile_runtime.py as `make images` builds it), with only the paths that
-belong to the pod (/opt/asya, /var/run/asya) pointed at local directories.
+The probes and the helm test pod carry commands that will run inside the model
+image under its own interpreter. Here the rendered commands run as local
+processes against a copy of runtime/asya_runtime.py standing where the init
+container puts it, with only the pod's paths (/opt/asya, /var/run/asya) pointed
+at local directories.
 """
 
-import glob
 import os
 import shutil
+import socket
 import subprocess
 import sys
-import tempfile
-import time
+import threading
 from pathlib import Path
 
 import pytest
-from chart_helpers import REPO_ROOT, container, pod_spec
+from chart_helpers import container, pod_spec
 
-RUNTIME = REPO_ROOT / "runtime" / "asya_runtime.py"
+from asya_testkit.interpreters import OLDEST_MINOR, find_interpreter
+from asya_testkit.paths import RUNTIME_SCRIPT
+from asya_testkit.process import short_temp_dir
+from asya_testkit.wait import wait_for
+from asya_testkit.wire import encode_envelope, envelope_for, frame, read_until_eof
+
 HANDLERS = Path(__file__).resolve().parent / "handlers"
-POD_SOCKET_PATH = "/var/run/asya/asya-runtime.sock"
+POD_SOCKET_DIR = "/var/run/asya"
 POD_RUNTIME_DIR = "/opt/asya"
-COMPILE_RUNTIME = REPO_ROOT / "tools" / "compile_runtime.py"
-
-
-def oldest_supported_python():
-    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.7.*/bin/python3")))
-    return found[0] if found else shutil.which("python3.7")
 
 
 def interpreters():
-    """The interpreter running the tests, and Python 3.7 (the oldest a model image may have)."""
+    """The interpreter running the tests, and the oldest a model image may have."""
     return [pytest.param(sys.executable, id="current"),
-            pytest.param("3.7", id="python3.7")]
+            pytest.param(OLDEST_MINOR, id=f"python3.{OLDEST_MINOR}")]
 
 
 def resolve(interpreter):
-    if interpreter != "3.7":
+    if not isinstance(interpreter, int):
         return interpreter
-    python37 = oldest_supported_python()
-    if python37 is None:
-        pytest.skip("no Python 3.7 found (~/.pyenv/versions/3.7.*/bin/python3 or python3.7 on PATH)")
-    return python37
+    found, why_missing = find_interpreter(interpreter)
+    if found is None:
+        pytest.skip(why_missing)
+    return found.path
 
 
 @pytest.fixture
 def socket_dir():
-    # Short, because a Unix socket path is limited to about 100 bytes.
-    path = tempfile.mkdtemp(prefix="asya-chart-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    path = short_temp_dir("asya-chart-")
+    yield str(path)
+    shutil.rmtree(str(path), ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def runtime_dir(tmp_path_factory):
-    """What /opt/asya holds in a pod, with bytecode for the interpreters used here."""
-    if not RUNTIME.exists():
-        pytest.skip("runtime/asya_runtime.py is not in this checkout yet")
-    out_dir = tmp_path_factory.mktemp("runtime") / "asya"
-    pythons = [sys.executable] + [python for python in [oldest_supported_python()] if python]
-    subprocess.run([sys.executable, str(COMPILE_RUNTIME), str(out_dir),
-                    *[arg for python in pythons for arg in ("--python", python)]],
-                   check=True, stdout=subprocess.DEVNULL, timeout=120)
-    return str(out_dir)
+def runtime_dir():
+    """What /opt/asya holds in a pod: the one runtime file."""
+    path = short_temp_dir("asya-opt-")
+    shutil.copy(str(RUNTIME_SCRIPT), str(path / "asya_runtime.py"))
+    yield str(path)
+    shutil.rmtree(str(path), ignore_errors=True)
 
 
 def render_pod_commands(chart, python, handler, **extra_values):
@@ -86,20 +78,24 @@ def pod_env(container_spec, socket_dir):
     return env
 
 
-def localise(command, socket_dir, runtime_dir):
-    return [runtime_dir if word == POD_RUNTIME_DIR
-            else word.replace(POD_SOCKET_PATH, os.path.join(socket_dir, "asya-runtime.sock"))
-            for word in command]
+def localise(command, runtime_dir):
+    return [word.replace(POD_RUNTIME_DIR, runtime_dir, 1) if word.startswith(POD_RUNTIME_DIR + "/")
+            else word for word in command]
+
+
+def run_smoke_test(smoke, socket_dir, runtime_dir):
+    return subprocess.run(localise(smoke["command"], runtime_dir), env=pod_env(smoke, socket_dir),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=120)
 
 
 @pytest.mark.parametrize("interpreter", interpreters())
-def test_helm_test_passes_for_an_importable_handler(chart, runtime_dir, socket_dir, interpreter):
+@pytest.mark.parametrize("flavor", ["asya", "fake"])
+def test_helm_test_passes_for_an_importable_handler(chart, runtime_dir, socket_dir, interpreter, flavor):
     python = resolve(interpreter)
-    _, smoke = render_pod_commands(chart, python, "echo_handler.process",
-                                   handlerMode="envelope", chunkSize=65536)
-    result = subprocess.run(localise(smoke["command"], socket_dir, runtime_dir),
-                            env=pod_env(smoke, socket_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, timeout=120)
+    _, smoke = render_pod_commands(chart, python, "echo_handler.process", handlerMode="envelope",
+                                   chunkSize=65536, sidecar={"flavor": flavor})
+    result = run_smoke_test(smoke, socket_dir, runtime_dir)
     assert result.returncode == 0, result.stdout
     assert "refused an oversized frame" in result.stdout
     assert "asya helm test: passed" in result.stdout
@@ -111,37 +107,65 @@ def test_helm_test_fails_with_the_runtimes_reason_for_a_misspelt_handler(
         chart, runtime_dir, socket_dir, interpreter):
     python = resolve(interpreter)
     _, smoke = render_pod_commands(chart, python, "echo_handler.proces")
-    result = subprocess.run(localise(smoke["command"], socket_dir, runtime_dir),
-                            env=pod_env(smoke, socket_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, timeout=120)
+    result = run_smoke_test(smoke, socket_dir, runtime_dir)
     assert result.returncode == 1, result.stdout
     assert "FAILED: the runtime exited with status" in result.stdout
     # The runtime's own diagnosis reaches the test pod's log.
     assert "'proces'" in result.stdout or '"proces"' in result.stdout, result.stdout
 
 
+def send_one(socket_path, envelope, replies):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.connect(socket_path)
+        connection.sendall(frame(encode_envelope(envelope)))
+        connection.shutdown(socket.SHUT_WR)
+        replies.append(read_until_eof(connection))
+
+
 @pytest.mark.parametrize("interpreter", interpreters())
-def test_probe_succeeds_only_while_the_runtime_serves(chart, runtime_dir, socket_dir, interpreter):
+def test_probe_passes_through_a_long_call_and_fails_once_the_runtime_is_gone(
+        chart, runtime_dir, socket_dir, interpreter):
     python = resolve(interpreter)
-    runtime_container, _ = render_pod_commands(chart, python, "echo_handler.process")
-    probe = localise(runtime_container["readinessProbe"]["exec"]["command"], socket_dir, runtime_dir)
+    runtime_container, _ = render_pod_commands(chart, python, "slow_handler.sleep")
+    commands = {kind: localise(runtime_container[kind]["exec"]["command"], runtime_dir)
+                for kind in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert len({tuple(command) for command in commands.values()}) == 1
+    probe = commands["livenessProbe"]
+    env = pod_env(runtime_container, socket_dir)
     socket_path = os.path.join(socket_dir, "asya-runtime.sock")
 
-    env = pod_env(runtime_container, socket_dir)
-    assert subprocess.run(probe, env=env, stderr=subprocess.DEVNULL).returncode != 0
+    def probe_status():
+        return subprocess.run(probe, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=60)
 
-    runtime = subprocess.Popen(localise(runtime_container["command"], socket_dir, runtime_dir),
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    before = probe_status()
+    assert before.returncode == 1, before.stdout
+    assert len(before.stdout.strip().splitlines()) == 1, before.stdout
+
+    runtime = subprocess.Popen(localise(runtime_container["command"], runtime_dir), env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                universal_newlines=True)
     try:
-        give_up_at = time.monotonic() + 60  # a bound on waiting, not a performance check
-        while not os.path.exists(socket_path):
-            assert runtime.poll() is None, runtime.stdout.read()
-            assert time.monotonic() < give_up_at, "the runtime never created its socket"
-            time.sleep(0.05)
-        assert subprocess.run(probe, env=env).returncode == 0
+        wait_for(lambda: probe_status().returncode == 0 or runtime.poll() is not None,
+                 "the probe to pass once the runtime listens", interval=0.05)
+        assert runtime.poll() is None, runtime.stdout.read()
+        # A call that outlasts many probe runs: the probe never connects, so the
+        # busy runtime stays live and ready.
+        replies = []
+        caller = threading.Thread(target=send_one, args=(
+            socket_path, envelope_for({"seconds": 2.0}, actors=("slow",)), replies))
+        caller.start()
+        probe_runs = 0
+        while caller.is_alive():
+            status = probe_status()
+            assert status.returncode == 0, status.stdout
+            probe_runs += 1
+        caller.join()
+        assert probe_runs >= 3
+        assert replies and replies[0], "the slow call got no reply"
     finally:
         runtime.terminate()
         output = runtime.communicate(timeout=60)[0]
     assert runtime.returncode == 0, output
-    assert subprocess.run(probe, env=env, stderr=subprocess.DEVNULL).returncode != 0
+    after = probe_status()
+    assert after.returncode == 1, after.stdout

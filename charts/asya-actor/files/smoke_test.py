@@ -1,17 +1,17 @@
 """`helm test` of an asya actor: start the runtime as the actor does, check it answers.
 
 The chart runs this inside the model image, with the actor's interpreter, env and
-volumes, as `<pythonExecutable> -c <this file> <ready timeout s> <runtime directory>`:
+volumes, as `<pythonExecutable> -c <this file> <ready timeout s> <runtime file>`:
 
 1. start the runtime as a child process with the same interpreter, the same way the
-   actor's container does: `<python> /opt/asya` (the directory's __main__.py
-   imports asya_runtime from the cached bytecode the init container copied);
+   actor's container does: `<python> /opt/asya/asya_runtime.py`;
 2. wait for its socket, which appears only once the handler is imported and every
    ASYA_* setting was accepted; if the child exits first, its own first log line
    (already in this pod's log) says what to fix;
 3. check the socket's mode lets a sidecar running under another UID connect;
 4. send a frame header that declares 2**32-1 bytes, more than any message may hold:
-   the runtime must answer with a connection_error reply without reading a body.
+   the runtime must answer with a connection_error reply without reading a body
+   (an object in the `status` reply format, a one-item list in `list`).
    That exercises the socket, the framing and the reply path in this image but
    never calls the handler: the chart cannot know a safe input for it, and a
    handler may have side effects;
@@ -89,9 +89,21 @@ def send_oversized_header(socket_path, deadline):
         return json.loads(receive_exactly(connection, length).decode("utf-8"))
 
 
+def connection_error_message(reply):
+    """The message of a connection_error reply in either reply format, else None."""
+    if isinstance(reply, list) and len(reply) == 1 and isinstance(reply[0], dict):
+        details = reply[0].get("details") or {}
+        if reply[0].get("error") == "connection_error":
+            return details.get("message", "")
+    elif isinstance(reply, dict):
+        if reply.get("status") == "error" and reply.get("error") == "connection_error":
+            return reply.get("message", "")
+    return None
+
+
 def main():
     ready_timeout = float(sys.argv[1])
-    runtime_path = sys.argv[2]  # /opt/asya (a runtime file path works too)
+    runtime_path = sys.argv[2]  # /opt/asya/asya_runtime.py
     # A directory of its own, so that only this test's runtime can answer here,
     # whatever else shares the volume.
     socket_dir = tempfile.mkdtemp(prefix="helm-test-",
@@ -108,11 +120,11 @@ def main():
             fail(f"{socket_path} has mode {mode:o}: "
                  "a sidecar running under another UID could not connect")
         reply = send_oversized_header(socket_path, time.monotonic() + 10)
-        if reply.get("status") != "error" or reply.get("error") != "connection_error":
+        error = connection_error_message(reply)
+        if error is None:
             fail(f"a frame declaring {UNREADABLE_LENGTH} bytes got {reply!r}, "
                  "expected a connection_error reply")
-        print(f"{PREFIX} runtime is ready and refused an oversized frame: {reply.get('message')}",
-              flush=True)
+        print(f"{PREFIX} runtime is ready and refused an oversized frame: {error}", flush=True)
         runtime.send_signal(signal.SIGTERM)
         try:
             status = runtime.wait(timeout=STOP_TIMEOUT_SECONDS)
