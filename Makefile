@@ -13,6 +13,11 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 TOOLS := .tools
 HELM := $(TOOLS)/bin/helm
+# Every file that must run on CPython 3.7, checked by vermin in `make lint`: the
+# runtime, and what runs with the model's or any python3 (fake sidecar, examples
+# and demo, e2e model handlers, bench floor server and handlers, the helm test).
+PY37_FILES := runtime/asya_runtime.py fake-sidecar/asya_sidecar examples tests/e2e/models \
+	bench/floor_server.py bench/handlers charts/asya-actor/files/smoke_test.py
 # podman reads this file; tools/install-podman.sh writes it (ulimits, runc, no network).
 export CONTAINERS_CONF := $(CURDIR)/$(TOOLS)/containers.conf
 
@@ -46,7 +51,7 @@ helm: $(HELM) ## install the pinned helm binary into .tools/bin
 
 # ---------------------------------------------------------------- the chart
 .PHONY: lint-chart
-lint-chart: helm ## helm lint --strict charts/asya-actor with each ci/ values file
+lint-chart: helm ## helm lint --strict charts/asya-actor with each ci/ values file (make test-chart does this too)
 	@for values in charts/asya-actor/ci/*.yaml; do \
 		$(HELM) lint --strict --quiet charts/asya-actor --values $$values || exit 1; \
 	done
@@ -77,10 +82,10 @@ lint-dockerfiles: venv ## hadolint every Dockerfile under images/, fake-sidecar/
 
 # ---------------------------------------------------------------- the runtime
 .PHONY: lint
-lint: venv lint-dockerfiles lint-chart ## vermin (3.7+), ruff, stdlib-only import check, hadolint, helm lint
-	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips runtime/asya_runtime.py runtime/__main__.py tools/compile_runtime.py tests/e2e/models bench/floor_server.py bench/handlers
+lint: venv lint-dockerfiles ## vermin (PY37_FILES on 3.7+), ruff, stdlib-only import check, hadolint (helm lint: in test-chart)
+	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips $(PY37_FILES)
 	$(VENV)/bin/ruff check .
-	$(PY) tools/check_stdlib_only.py runtime/asya_runtime.py runtime/__main__.py tools/compile_runtime.py
+	$(PY) tools/check_stdlib_only.py runtime/asya_runtime.py
 
 .PHONY: test-runtime
 test-runtime: venv ## runtime unit tests + black-box tests on every Python 3.7..3.13 found
@@ -92,13 +97,12 @@ test-cov: venv ## runtime tests with a line-coverage report of asya_runtime.py
 
 # ---------------------------------------------------------------- fake sidecar and demo
 .PHONY: test-sidecar
-test-sidecar: venv ## fake sidecar + queue tests against the real runtime as processes, 3.7 check (~20 s)
-	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips fake-sidecar/asya_sidecar examples
+test-sidecar: venv ## fake sidecar + queue tests against the real runtime as processes (~20 s)
 	$(PYTEST) --timeout 300 tests/sidecar
 
 # ---------------------------------------------------------------- end to end (docs/e2e.md)
 .PHONY: e2e
-e2e: images helm venv ## chart + images on real podman pods: the 7 e2e scenarios, adapter tests (~25 s; ~4 min from a fresh clone)
+e2e: images helm venv ## chart + images on real podman pods: the e2e scenarios, adapter tests (~25 s; ~4 min from a fresh clone)
 	$(PYTEST) --timeout 300 -p no:cacheprovider -rs tests/e2e --backend podman
 
 .PHONY: e2e-kind

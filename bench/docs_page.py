@@ -94,9 +94,7 @@ chunk size, so it makes the fewest receive calls possible.
 
 **The runtime** is `runtime/asya_runtime.py` as shipped: payload mode, validation on
 (`ASYA_ENABLE_VALIDATION=true`), 30 s I/O timeouts, log level INFO. It is started
-the way a pod starts it (`python3 /opt/asya`): `python DIR`, where DIR holds the
-runtime file, the launcher `__main__.py` and the interpreter's checked-hash bytecode,
-built by `tools/compile_runtime.py`, the code that builds the runtime image.
+the way a pod starts it (`python3 /opt/asya/asya_runtime.py`): `python asya_runtime.py`.
 
 **Started the same way**: the same interpreter binary, the same environment
 (`ASYA_SOCKET_DIR`, `ASYA_HANDLER=bench_identity.identity`, `ASYA_CHUNK_SIZE`,
@@ -105,7 +103,7 @@ the same identity handler (`bench/handlers/bench_identity.py`, which imports
 nothing). Both replies are checked to carry the payload back unchanged before
 any timing.
 
-**The client** (`bench/client.py`) behaves like the sidecar: one connection per
+**The client** (`bench/client.py`, the test kit's `RoundTripClient`) behaves like the sidecar: one connection per
 message; connect, send one frame, read the whole reply frame, close. The same code
 drives every server, so its own cost is the same for all of them.
 
@@ -129,8 +127,8 @@ server. It includes the interpreter itself (the idle process is about 10 MiB).
 
 **Start-up** is the time from spawning the process to the first successful
 `connect()` on its socket; the median of {startup} starts per server, the servers
-taking turns in a rotating order. See [Start-up](#start-up) for the cold start and
-where the time goes.
+taking turns in a rotating order. It is information, not a target: see
+[Start-up](#start-up) for where the time goes.
 
 **Server CPU** per message is the server process's user + system time
 (`/proc/PID/stat`) over all its messages, divided by their number.
@@ -377,8 +375,6 @@ def _why_section(all_results, targets):
                 "per message. Every buffer of a megabyte or more that the C allocator maps afresh is "
                 "faulted in page by page, and on a virtual machine each fault costs microseconds.\n"
             )
-        if any(target.startswith("start-up") for target in missed):
-            lines.append(_startup_note(results))
         large_rt, large_fl = profiles[("large", "runtime")], profiles[("large", "floor")]
         encode_rt, encode_fl = _own_stage(large_rt, "encode JSON"), _own_stage(large_fl, "encode JSON")
         encoder_note = (
@@ -401,41 +397,20 @@ def _why_section(all_results, targets):
     return "\n".join(lines)
 
 
-def _startup_note(results):
-    startup = results["startup"]
-    return (
-        f"**Start-up**: {startup['runtime'] * 1e3:.1f} ms against {startup['floor'] * 1e3:.1f} ms from spawn "
-        "to accepting; [Start-up](#start-up) shows where the time goes.\n"
-    )
-
-
 def _startup_section(all_results):
     lines = [
         "## Start-up\n",
-        "A pod runs `<python> /opt/asya`: the directory's `__main__.py` imports `asya_runtime`, "
-        "which Python then loads from `__pycache__/asya_runtime.cpython-3X.pyc`, shipped in the "
-        "runtime image for every CPython 3.7 to 3.13 (`tools/compile_runtime.py`). The files are "
-        "checked-hash bytecode (PEP 552): they stay valid when the init container's copy changes "
-        "the file's mtime, and Python compiles the source instead if the file was edited. "
-        "`python asya_runtime.py` instead compiles the whole file at every start, because a "
-        "script run as `__main__` never uses cached bytecode; that **cold** start is what an "
-        "interpreter without a shipped `.pyc` pays, and is measured here for information only "
-        "(the target is on the start a pod makes). The floor is a small script, compiled at "
-        "each start too.\n",
-        "| interpreter | runtime, `python DIR` (ms) | runtime cold, `python asya_runtime.py` (ms) "
-        "| floor (ms) | runtime - floor | cold - floor |",
-        "|---|---:|---:|---:|---:|---:|",
+        "A pod runs `<python> /opt/asya/asya_runtime.py`, as the bench does: Python compiles the "
+        "file at each start (a script run as `__main__` never uses cached bytecode). The floor is "
+        "a small script, compiled at each start too. These figures are information, not a "
+        "target: a few milliseconds are noise beside scheduling a pod and loading a model.\n",
+        "| interpreter | runtime, `python asya_runtime.py` (ms) | floor (ms) | runtime - floor |",
+        "|---|---:|---:|---:|",
     ]
     for results in all_results:
         startup = results["startup"]
-        warm, floor = startup["runtime"] * 1e3, startup["floor"] * 1e3
-        cold = startup.get("runtime_cold")
-        cold_value = f"{cold * 1e3:.1f}" if cold is not None else "-"
-        cold_delta = f"{cold * 1e3 - floor:+.1f}" if cold is not None else "-"
-        lines.append(
-            f"| {results['interpreter']} | {warm:.1f} | {cold_value} | {floor:.1f} | {warm - floor:+.1f} "
-            f"| {cold_delta} |"
-        )
+        runtime, floor = startup["runtime"] * 1e3, startup["floor"] * 1e3
+        lines.append(f"| {results['interpreter']} | {runtime:.1f} | {floor:.1f} | {runtime - floor:+.1f} |")
     lines.append(
         "\nWhere the time goes, each part measured apart (median of as many runs as starts; the "
         "imports are timed as `python -c 'import ...'` minus the bare interpreter):\n"
@@ -447,8 +422,7 @@ def _startup_section(all_results):
             lines.append(f"- {results['short']}: {listed}.")
     lines.append(
         "\nThe bare interpreter and the imports dominate both servers; `logging` is the heaviest "
-        "of the runtime's imports, which the floor does not need. Loading the cached bytecode "
-        "(read it, hash the source, unmarshal) costs a small fraction of compiling the file.\n"
+        "of the runtime's imports, which the floor does not need.\n"
     )
     return "\n".join(lines)
 

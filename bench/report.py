@@ -73,21 +73,12 @@ def _measure_rows(results, large_chunk):
     startup = results["startup"]
     rows.append(
         (
-            "start-up, spawn to accepting (ms): `python DIR`, cached bytecode",
+            "start-up, spawn to accepting (ms): `python asya_runtime.py`, information (no target)",
             num(startup["runtime"] * 1e3),
             num(startup["floor"] * 1e3),
             startup["runtime"] / startup["floor"],
         )
     )
-    if "runtime_cold" in startup:
-        rows.append(
-            (
-                "start-up without the cache (ms): `python asya_runtime.py`, informational",
-                num(startup["runtime_cold"] * 1e3),
-                num(startup["floor"] * 1e3),
-                startup["runtime_cold"] / startup["floor"],
-            )
-        )
     return rows
 
 

@@ -26,18 +26,10 @@ sys.path.insert(0, BENCH_DIR)
 
 import docs_page  # noqa: E402
 import report  # noqa: E402
-from client import Client, encode_frame, make_envelope  # noqa: E402
-from servers import (  # noqa: E402
-    FLOOR_SCRIPT,
-    REPO,
-    RUNTIME_SCRIPT,
-    Interpreter,
-    Server,
-    build_runtime_dir,
-    find_interpreters,
-    interpreter_version,
-    oldest_and_newest,
-)
+from client import Client, encode_frame, make_envelope  # noqa: E402  (puts the test kit on sys.path)
+from servers import FLOOR_SCRIPT, REPO, RUNTIME_SCRIPT, Server  # noqa: E402
+
+from asya_testkit.interpreters import find_interpreters, interpreter_at, oldest_and_newest  # noqa: E402
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -196,9 +188,7 @@ def interleaved(servers, payload, schedule):
 class Session:
     """Everything one interpreter's measurements share: where, on which CPUs, progress lines.
 
-    The runtime is started as a pod starts it, `python DIR`: DIR holds the
-    runtime file, the launcher and the interpreter's bytecode, built by the
-    same code as the runtime image.
+    The runtime is started as a pod starts it: `python asya_runtime.py`.
     """
 
     def __init__(self, interpreter, work_dir, server_cpus, progress, runtime_source):
@@ -206,13 +196,11 @@ class Session:
         self.work_dir = work_dir
         self.server_cpus = server_cpus
         self.progress = progress
-        self.runtime_dir = build_runtime_dir(work_dir, interpreter, runtime_source)
-        # The same file run as a script: compiled at every start (cold).
-        self.runtime_script = os.path.join(self.runtime_dir, "asya_runtime.py")
+        self.runtime_script = runtime_source
 
     def server(self, kind, where, chunk_size=None, **options):
         if kind == "runtime":
-            options.setdefault("script", self.runtime_dir)
+            options.setdefault("script", self.runtime_script)
         return Server(
             kind,
             self.interpreter,
@@ -224,16 +212,13 @@ class Session:
 
 
 def measure_startup(session, samples):
-    """Median seconds from spawning the process to its socket accepting a connection.
-
-    "runtime" is `python DIR` (the cached bytecode, as in a pod); "runtime_cold"
-    is `python DIR/asya_runtime.py`, which compiles the file at every start
-    (informational: what the cache saves). Each sample starts all three, in
-    an order that rotates from one sample to the next.
+    """Median seconds from spawning the process to its socket accepting a connection
+    (information, no target): `python asya_runtime.py` as a pod runs it, which
+    compiles the file at each start, and the floor script. Each sample starts
+    both, in an order that alternates from one sample to the next.
     """
     starts = [
         ("runtime", "runtime", {}),
-        ("runtime_cold", "runtime", {"script": session.runtime_script, "name": "runtime-cold"}),
         ("floor", "floor", {}),
     ]
     seconds = {key: [] for key, _, _ in starts}
@@ -246,7 +231,7 @@ def measure_startup(session, samples):
 
 
 STARTUP_PROBE = """
-import ast, importlib.util, marshal, statistics, sys, time
+import ast, statistics, sys, time
 path = sys.argv[1]
 source = open(path).read()
 tree = ast.parse(source)
@@ -262,25 +247,14 @@ def median_ms(work):
     return statistics.median(times) * 1e3
 
 
-def load_cached():
-    # What the import system does with a checked-hash .pyc: read it and the
-    # source, compare the source's hash, unmarshal the code.
-    with open(importlib.util.cache_from_source(path), "rb") as cached:
-        data = cached.read()
-    with open(path, "rb") as source_file:
-        assert importlib.util.source_hash(source_file.read()) == data[8:16]
-    marshal.loads(data[16:])
-
-
 print(median_ms(lambda: compile(source, path, "exec")))
 print(",".join(modules))
-print(median_ms(load_cached) if len(sys.argv) > 2 else "")
 """
 
 
 def measure_startup_parts(session, samples):
     """Where start-up goes: the bare interpreter, importing each server's modules, and
-    getting its code: the runtime's from its cached bytecode (or compiled, cold), the floor's compiled."""
+    compiling each server's file."""
     python = session.interpreter.path
 
     def median_run_ms(command):
@@ -292,22 +266,13 @@ def measure_startup_parts(session, samples):
         return statistics.median(times) * 1e3
 
     parts = {"bare interpreter": median_run_ms([python, "-c", "pass"])}
-    for kind, script, cached in (
-        ("runtime", session.runtime_script, ["cached"]),
-        ("floor", FLOOR_SCRIPT, []),
-    ):
-        out = subprocess.run(
-            [python, "-I", "-c", STARTUP_PROBE, script, *cached], capture_output=True, text=True, check=True
-        )
-        compile_ms, modules, cached_ms = out.stdout.split("\n")[:3]
+    for kind, script in (("runtime", session.runtime_script), ("floor", FLOOR_SCRIPT)):
+        out = subprocess.run([python, "-I", "-c", STARTUP_PROBE, script], capture_output=True, text=True, check=True)
+        compile_ms, modules = out.stdout.split("\n")[:2]
         parts[f"{kind}: import {modules.replace(',', ', ')}"] = (
             median_run_ms([python, "-c", f"import {modules}"]) - parts["bare interpreter"]
         )
-        if cached:
-            parts[f"{kind}: load its cached bytecode (checked-hash .pyc)"] = float(cached_ms)
-            parts[f"{kind}, cold: compile the file"] = float(compile_ms)
-        else:
-            parts[f"{kind}: compile the script"] = float(compile_ms)
+        parts[f"{kind}: compile the script"] = float(compile_ms)
     return parts
 
 
@@ -467,8 +432,6 @@ def check_targets(all_results, plan):
                 ratio = row[name]["peak"] / row["floor"]["peak"]
                 target = f"{report.human_size(size)}, {chunk}: peak RSS <= floor"
                 lines.append((who, target, f"{ratio:.3f}x", ratio <= 1.0))
-        delta_ms = (results["startup"]["runtime"] - results["startup"]["floor"]) * 1e3
-        lines.append((who, "start-up: within 20 ms of floor", f"{delta_ms:+.1f} ms", delta_ms <= 20.0))
     return lines
 
 
@@ -522,7 +485,7 @@ def main(argv=None):
     docs_dir = args.docs or (os.path.join(REPO, "docs") if measures_this_tree and not args.quick else None)
 
     if args.python:
-        interpreters = [Interpreter(path, interpreter_version(path)) for path in args.python]
+        interpreters = [interpreter_at(path) for path in args.python]
     else:
         interpreters = oldest_and_newest(find_interpreters())
     if not interpreters:

@@ -3,23 +3,18 @@
 The runtime and the floor are started the same way: the same interpreter, the
 same environment (ASYA_SOCKET_DIR, ASYA_HANDLER, ASYA_CHUNK_SIZE, PYTHONPATH
 for the identity handler), one socket directory each, stderr to a log file.
-The runtime is run as a pod runs it, `python DIR` (see build_runtime_dir); the
-floor is a script.
+Both are scripts: the runtime is run as a pod runs it, `python asya_runtime.py`.
 """
 
 import os
 import subprocess
-import sys
 import time
 
-from client import ServerFailed, wait_until_accepting
+from client import ServerFailed
+
+from asya_testkit.wait import wait_until_accepting
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Interpreter discovery and the runtime directory come from the tool that
-# builds the runtime image, so the bench measures what the image ships.
-sys.path.insert(0, os.path.join(REPO, "tools"))
-import compile_runtime  # noqa: E402
-from compile_runtime import Interpreter, find_interpreters, interpreter_version  # noqa: E402, F401
 
 RUNTIME_SCRIPT = os.path.join(REPO, "runtime", "asya_runtime.py")
 FLOOR_SCRIPT = os.path.join(REPO, "bench", "floor_server.py")
@@ -27,24 +22,6 @@ HANDLER_DIR = os.path.join(REPO, "bench", "handlers")
 HANDLER = "bench_identity.identity"
 SOCKET_NAME = "asya-runtime.sock"
 DEFAULT_CHUNK_SIZE = 4096
-
-
-def build_runtime_dir(work_dir, interpreter, runtime_source=RUNTIME_SCRIPT):
-    """The directory a pod runs as `python /opt/asya`, with bytecode for `interpreter`.
-
-    Built by the same code as the runtime image (tools/compile_runtime.py):
-    runtime_source as asya_runtime.py, the launcher __main__.py, and the
-    interpreter's checked-hash .pyc files. Returns the directory.
-    """
-    out_dir = os.path.join(work_dir, f"runtime-{interpreter.short}")
-    compile_runtime.build(out_dir, [interpreter], runtime_source=runtime_source)
-    return out_dir
-
-
-def oldest_and_newest(interpreters):
-    if len(interpreters) <= 1:
-        return list(interpreters)
-    return [interpreters[0], interpreters[-1]]
 
 
 def server_environment(socket_dir, chunk_size):
@@ -100,7 +77,7 @@ class Server:
             )
         try:
             accepting = wait_until_accepting(self.socket_path, self.process, timeout)
-        except ServerFailed as exc:
+        except AssertionError as exc:
             self.stop()
             raise ServerFailed(f"{self.name} on {self.interpreter.label}: {exc}\n{self.log_tail()}") from None
         return accepting - started

@@ -1,8 +1,8 @@
 """`make demo`: a small Asya pipeline on this machine, as plain processes.
 
 For every actor it starts what a pod would run: the real runtime
-(`python3 runtime`, as a pod runs `python3 /opt/asya`: the directory's
-__main__.py imports runtime/asya_runtime.py) with one of the handlers in examples/, and the fake
+(`python3 runtime/asya_runtime.py`, as a pod runs `python3 /opt/asya/asya_runtime.py`)
+with one of the handlers in examples/, and the fake
 sidecar (fake-sidecar/) feeding it from a directory queue. Sockets, queues and
 logs live in one temporary directory. Then it pushes a few envelopes, waits
 until every message has finished, and prints where each one went, hop by hop,
@@ -22,7 +22,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNTIME_DIR = os.path.join(REPO, "runtime")
+RUNTIME_SCRIPT = os.path.join(REPO, "runtime", "asya_runtime.py")
 EXAMPLES = os.path.join(REPO, "examples")
 SIDECAR_PACKAGE_DIR = os.path.join(REPO, "fake-sidecar")
 
@@ -109,7 +109,7 @@ class Pipeline:
             socket_dir = os.path.join(self.workdir, "sockets", actor)
             runtime_env = dict(base_env, PYTHONPATH=EXAMPLES, ASYA_SOCKET_DIR=socket_dir,
                                ASYA_HANDLER=handler, ASYA_HANDLER_MODE=mode)
-            self._start("runtime-" + actor, [sys.executable, RUNTIME_DIR], runtime_env)
+            self._start("runtime-" + actor, [sys.executable, RUNTIME_SCRIPT], runtime_env)
             sidecar_env = dict(base_env, PYTHONPATH=SIDECAR_PACKAGE_DIR,
                                ASYA_SOCKET_DIR=socket_dir, ASYA_ACTOR_NAME=actor,
                                ASYA_QUEUE_DIR=self.store.root, ASYA_READY_TIMEOUT="20",

@@ -6,11 +6,7 @@
 # usage: tools/build-images.sh [IMAGE ...]   e.g. tools/build-images.sh asya-runtime
 #
 # With no argument every row of the table below is built. A row whose
-# Dockerfile is missing is an error, never a silent skip. The asya-runtime
-# image is built from .build/asya-runtime/, which tools/compile_runtime.py
-# writes first: the runtime, its launcher and bytecode for every CPython
-# 3.7..3.13 found on this machine (PYTHON picks the interpreter that runs the
-# tool; default python3).
+# Dockerfile is missing is an error, never a silent skip.
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "$0")/.." && pwd)
@@ -72,11 +68,6 @@ fi
 # Files an image's Dockerfile copies that are generated, not checked in.
 prepare_context() {
     case $(short_name "$1") in
-        asya-runtime)
-            "${PYTHON:-python3}" "$repo_root/tools/compile_runtime.py" "$repo_root/.build/asya-runtime" \
-                | sed 's/^/build-images: /' \
-                || die "tools/compile_runtime.py failed"
-            ;;
     esac
 }
 

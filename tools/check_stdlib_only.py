@@ -12,7 +12,7 @@ import sys
 def third_party_imports(path):
     """(line, module) of each import that is neither stdlib nor a module next to path.
 
-    A sibling module ships with the file (runtime/__main__.py imports asya_runtime).
+    A sibling module is one shipped next to the file, so it may be imported.
     """
     siblings = {name[:-3] for name in os.listdir(os.path.dirname(os.path.abspath(path))) if name.endswith(".py")}
     tree = ast.parse(open(path, encoding="utf-8").read(), path)

@@ -1,14 +1,13 @@
 """The runtime image as the chart's init container uses it: non-root, read-only root
-filesystem, no capabilities, copying the runtime, its launcher and their bytecode into
-an emptyDir-like directory; and the e2e model images running that directory as the
-chart's command does (`<python> /opt/asya`), from the shipped bytecode.
+filesystem, no capabilities, copying the one runtime file into an emptyDir-like
+directory; and the e2e model images running that file as the chart's command does
+(`<python> /opt/asya/asya_runtime.py`).
 
 Needs podman and the images from `make images`; skips, saying which is missing, otherwise.
 """
 
 import hashlib
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -17,7 +16,6 @@ import pytest
 from chart_helpers import REPO_ROOT
 
 IMAGE = "localhost/asya-runtime:dev"
-PYC_NAME = re.compile(r"asya_runtime\.cpython-3(\d+)\.pyc")
 
 
 def missing(reason):
@@ -68,55 +66,28 @@ def image_file(podman_env, path):
 def test_copies_a_world_readable_runtime_into_the_target(podman_env, empty_dir):
     result = run_init_container(podman_env, empty_dir, "/mnt/target")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert sorted(path.name for path in empty_dir.iterdir()) == [
-        "__main__.py", "__pycache__", "asya_runtime.py"]
-    for name in ("asya_runtime.py", "__main__.py"):
-        copied = empty_dir / name
-        assert stat.S_IMODE(copied.stat().st_mode) == 0o644
-        # Compared with the image's own copy: whether the image is as new as
-        # runtime/ is `make images`' business, not the copier's.
-        assert copied.read_bytes() == image_file(podman_env, "/asya/" + name)
-    packaged = (empty_dir / "asya_runtime.py").read_bytes()
+    assert sorted(path.name for path in empty_dir.iterdir()) == ["asya_runtime.py"]
+    copied = empty_dir / "asya_runtime.py"
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o644
+    # Compared with the image's own copy: whether the image is as new as
+    # runtime/ is `make images`' business, not the copier's.
+    packaged = copied.read_bytes()
+    assert packaged == image_file(podman_env, "/asya/asya_runtime.py")
     assert b"def main(" in packaged
-    assert b"import asya_runtime" in (empty_dir / "__main__.py").read_bytes()
     assert f"sha256 {hashlib.sha256(packaged).hexdigest()}" in result.stdout
 
 
-def test_copies_bytecode_for_the_versions_it_names(podman_env, empty_dir):
-    result = run_init_container(podman_env, empty_dir, "/mnt/target")
-    assert result.returncode == 0, result.stdout + result.stderr
-    cache = empty_dir / "__pycache__"
-    assert stat.S_IMODE(cache.stat().st_mode) == 0o755
-    pycs = sorted(path.name for path in cache.iterdir())
-    for name in pycs:
-        assert stat.S_IMODE((cache / name).stat().st_mode) == 0o644, name
-        assert (cache / name).read_bytes() == image_file(podman_env, "/asya/__pycache__/" + name)
-    tags = sorted(int(match.group(1)) for match in map(PYC_NAME.fullmatch, pycs) if match)
-    assert tags, f"no asya_runtime .pyc copied: {pycs}"
-    assert pycs == sorted(f"{module}.cpython-3{minor}.pyc"
-                          for minor in tags for module in ("asya_runtime", "__main__"))
-    # The log names the versions in order, e.g. "bytecode for Python 3.7 3.8 ... 3.13".
-    named = " ".join(f"3.{minor}" for minor in tags)
-    assert f"bytecode for Python {named}\n" in result.stdout, result.stdout
-    if os.environ.get("CI"):
-        # `make images` compiles for every CPython found; CI machines have 3.7 and 3.13.
-        assert {7, 13} <= set(tags), pycs
-
-
-# (model image, its interpreter, bytecode tag, handler, PYTHONPATH): the e2e model images.
+# (model image, its interpreter, handler, PYTHONPATH): the e2e model images.
 MODEL_IMAGES = [
-    ("localhost/asya-e2e-model-debian:dev", "python3", "cpython-311",
-     "my_package.handler.process", "/app"),
-    ("localhost/asya-e2e-model-conda37:dev", "/opt/conda/bin/python", "cpython-37",
-     "script.predict", "/foo/bar"),
+    ("localhost/asya-e2e-model-debian:dev", "python3", "my_package.handler.process", "/app"),
+    ("localhost/asya-e2e-model-conda37:dev", "/opt/conda/bin/python", "script.predict", "/foo/bar"),
 ]
 
 
-@pytest.mark.parametrize("image, python, tag, handler, pythonpath", MODEL_IMAGES,
+@pytest.mark.parametrize("image, python, handler, pythonpath", MODEL_IMAGES,
                          ids=[row[0].split("/")[1].split(":")[0] for row in MODEL_IMAGES])
-def test_model_image_runs_the_copied_directory_from_its_bytecode(
-        podman_env, empty_dir, tmp_path, image, python, tag, handler, pythonpath):
-    """`<python> /opt/asya` as the chart runs it, under the pod's constraints, via helm test's script."""
+def test_model_image_runs_the_copied_runtime(podman_env, empty_dir, tmp_path, image, python, handler, pythonpath):
+    """`<python> /opt/asya/asya_runtime.py` as the chart runs it, under the pod's constraints, via helm test's script."""
     if subprocess.run(["podman", "image", "exists", image], env=podman_env).returncode != 0:
         missing(f"{image} is not built (make images)")
     copied = run_init_container(podman_env, empty_dir, "/mnt/target")
@@ -131,17 +102,11 @@ def test_model_image_runs_the_copied_directory_from_its_bytecode(
          "--volume", f"{empty_dir}:/opt/asya:ro", "--volume", f"{socket_dir}:/var/run/asya",
          "--env", f"ASYA_HANDLER={handler}", "--env", f"PYTHONPATH={pythonpath}",
          "--env", "ASYA_SOCKET_DIR=/var/run/asya",
-         # -v for the runtime too: the import system says which file each module's code came from.
-         "--env", "PYTHONVERBOSE=1",
-         "--entrypoint", python, image, "-c", smoke_test, "60", "/opt/asya"],
+         "--entrypoint", python, image, "-c", smoke_test, "60", "/opt/asya/asya_runtime.py"],
         env=podman_env, capture_output=True, text=True, timeout=180)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "asya helm test: passed" in result.stdout
-    assert f"code object from '/opt/asya/__pycache__/asya_runtime.{tag}.pyc'" in result.stderr, (
-        "the runtime was not loaded from the shipped bytecode:\n"
-        + "\n".join(line for line in result.stderr.splitlines() if "asya" in line))
-    assert "code object from /opt/asya/asya_runtime.py" not in result.stderr
 
 
 def test_default_target_is_opt_asya(podman_env):
