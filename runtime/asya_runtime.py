@@ -348,24 +348,39 @@ def load_handler_and_instance(spec):
     is loaded), and the bound method is the handler.
     """
     module_name, _, attribute = spec.rpartition(".")
+    owner_name, _, class_name = module_name.rpartition(".")
     try:
         module = _import_handler_module(module_name, spec)
-    except HandlerLoadError as not_found:
-        owner_name, _, class_name = module_name.rpartition(".")
-        if not (getattr(not_found, "module_missing", False) and owner_name):
+    except HandlerLoadError as error:
+        if not (getattr(error, "module_missing", False) and owner_name):
             raise
-        try:
-            owner = _import_handler_module(owner_name, spec)
-        except HandlerLoadError as owner_error:
-            raise (not_found if getattr(owner_error, "module_missing", False) else owner_error) from None
-        cls = getattr(owner, class_name, None)
-        if not isinstance(cls, type):
-            raise not_found from None
-        instance = _create_instance(cls, spec)
-        return _get_callable(instance, attribute, spec, f"class {class_name!r} of module {owner_name!r}"), instance
+        not_found = error
+    else:
+        where = "module {!r} ({})".format(module_name, getattr(module, "__file__", None) or module_name)
+        return _get_callable(module, attribute, spec, where), None
 
-    where = "module {!r} ({})".format(module_name, getattr(module, "__file__", None) or module_name)
-    return _get_callable(module, attribute, spec, where), None
+    # Outside the except block, so a failing __init__'s traceback is not
+    # chained to the import error that led here.
+    try:
+        owner = _import_handler_module(owner_name, spec)
+    except HandlerLoadError as owner_error:
+        if getattr(owner_error, "module_missing", False):
+            raise not_found from None
+        raise
+    cls = getattr(owner, class_name, None)
+    if not isinstance(cls, type):
+        classes = sorted(
+            name
+            for name, value in vars(owner).items()
+            if isinstance(value, type) and not name.startswith("_") and value.__module__ == owner_name
+        )
+        raise HandlerLoadError(
+            "{}; nor is {!r} a class of module {!r} (classes it defines: {})".format(
+                not_found, class_name, owner_name, ", ".join(classes) or "none"
+            )
+        )
+    instance = _create_instance(cls, spec)
+    return _get_callable(instance, attribute, spec, f"class {class_name!r} of module {owner_name!r}"), instance
 
 
 def _import_handler_module(module_name, spec):
@@ -1244,6 +1259,9 @@ class ActorServer:
         exit, so that Kubernetes restarts the container."""
         import faulthandler
 
+        # SIGALRM must reach the main thread, where it interrupts the handler's
+        # system calls; a thread that does not block it could take it instead.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         limit = self.caller.timeout + HANDLER_TIMEOUT_GRACE
         while True:
             started = self.caller.started
