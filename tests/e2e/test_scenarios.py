@@ -1,4 +1,4 @@
-"""The seven end-to-end scenarios of issue 3, on whichever backend the session runs.
+"""The end-to-end scenarios, on whichever backend the session runs.
 
 Each one goes through the whole path a user depends on: helm renders the
 chart, the init container copies the runtime into an unmodified model image,

@@ -1,5 +1,5 @@
 """Hypothesis strategies for the wire and the envelope contract, and an
-independent statement of that contract (written from issue 2, not from the
+independent statement of that contract (written from docs/protocol.md, not from the
 runtime's code) to check the runtime against."""
 
 from hypothesis import strategies as st
@@ -48,7 +48,7 @@ envelope_like = st.one_of(
 
 
 def is_valid_envelope(value):
-    """The input contract of issue 2, as a predicate."""
+    """The input contract of docs/protocol.md, as a predicate."""
     if not isinstance(value, dict) or "payload" not in value or "route" not in value:
         return False
     route = value["route"]

@@ -1,6 +1,6 @@
 """Envelope properties, in process: arbitrary JSON is either accepted or
 refused with ProcessingError (never anything else), acceptance agrees with
-the contract of issue 2, and valid envelopes round-trip through payload mode
+the contract of docs/protocol.md, and valid envelopes round-trip through payload mode
 byte for byte."""
 
 import json

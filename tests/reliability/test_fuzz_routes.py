@@ -88,8 +88,8 @@ def test_edits_to_history_or_current_fail_naming_the_rule_and_both_routes(edits,
     with pytest.raises(asya_runtime.ProcessingError) as refused:
         run_envelope_handler({"route": before, "payload": None}, after)
 
-    # Issue 2: "a processing_error whose message says which rule broke, with
-    # the input and output routes" -- also when the edit leaves a malformed route.
+    # A processing_error whose message says which rule broke, with the input
+    # and output routes -- also when the edit leaves a malformed route.
     message = str(refused.value)
     assert f"route.{rule_field}" in message, message
     assert shows(before, message), f"input route missing: {message}"
