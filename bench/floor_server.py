@@ -17,6 +17,8 @@ It is started like the runtime: same interpreter, same environment
 $ASYA_SOCKET_DIR/asya-runtime.sock, the handler imported before the socket is
 bound. It answers only well-formed requests; a connection closed before a
 full frame arrived is dropped. It must run on Python 3.7, like the runtime.
+
+It does not use the test kit's frame code: it must stay the naive baseline.
 """
 
 import importlib
