@@ -4,6 +4,7 @@ Shared by the chart tests (conftest.py holds only the fixtures).
 """
 
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -107,3 +108,17 @@ def runtime_values(**container_fields):
     runtime.update(container_fields)
     return {"handler": "my_package.handler.process",
             "workload": {"template": {"spec": {"containers": [runtime]}}}}
+
+
+def render_many(chart, cases):
+    """{case: (rendered text or None, helm's error or None)} for {case: (values, kube_version)},
+    rendered in parallel: each helm run is short, and there are many."""
+    def render(item):
+        values, kube_version = item
+        try:
+            return chart.template_text(values, kube_version=kube_version), None
+        except RenderError as error:
+            return None, str(error)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(render, cases.values()))
+    return dict(zip(cases, results))

@@ -2,7 +2,7 @@
 with a message that names the problem and the fix."""
 
 import pytest
-from chart_helpers import runtime_values
+from chart_helpers import render_many, runtime_values
 
 
 def with_template_spec(**spec_fields):
@@ -81,14 +81,103 @@ RENDER_FAILURES = {
     "actor-named-like-an-end-queue": (
         with_values(runtime_values(), actorName="error-end"),
         'actorName "error-end" is reserved for the pipeline\'s end queue'),
+    "sidecar-env-sets-socket-dir": (
+        with_values(runtime_values(), sidecar={"env": [{"name": "ASYA_SOCKET_DIR", "value": "/x"}]}),
+        "sidecar.env sets ASYA_SOCKET_DIR, which the chart sets"),
+    "handler-timeout-not-below-the-sidecars": (
+        with_values(runtime_values(), handlerTimeout=300),
+        "handlerTimeout (300 s) must be below sidecar.runtimeTimeout (300 s)"),
+    "grace-period-not-above-the-sidecar-timeout": (
+        with_values(runtime_values(), terminationGracePeriodSeconds=300),
+        "terminationGracePeriodSeconds (300) must be above sidecar.runtimeTimeout (300 s)"),
+    "grace-period-in-the-template-spec": (
+        with_template_spec(terminationGracePeriodSeconds=30),
+        "terminationGracePeriodSeconds (30) must be above sidecar.runtimeTimeout (300 s)"),
+    "fake-sidecar-timeout-from-its-env": (
+        with_values(runtime_values(), sidecar={"flavor": "fake", "env": [
+            {"name": "ASYA_CALL_TIMEOUT", "value": "400"}]}),
+        "terminationGracePeriodSeconds (330) must be above sidecar.runtimeTimeout (400 s)"),
+    "sqs-visibility-below-the-sidecar-timeout": (
+        with_values(runtime_values(), sidecar={"transport": "sqs", "sqs": {"visibilityTimeout": 60}}),
+        "sidecar.sqs.visibilityTimeout (60 s) is below sidecar.runtimeTimeout (300 s)"),
+    "keda-with-the-fake-sidecar": (
+        with_values(runtime_values(), sidecar={"flavor": "fake"}, autoscaling={"keda": {"enabled": True}}),
+        "autoscaling.keda needs sidecar.flavor asya"),
+    "keda-rabbitmq-without-authentication": (
+        with_values(runtime_values(), autoscaling={"keda": {"enabled": True}}),
+        "autoscaling.keda with RabbitMQ needs autoscaling.keda.triggerAuthentication.name"),
+    "keda-min-above-max": (
+        with_values(runtime_values(), autoscaling={"keda": {
+            "enabled": True, "minReplicaCount": 5, "maxReplicaCount": 2,
+            "triggerAuthentication": {"name": "t"}}}),
+        "autoscaling.keda.minReplicaCount (5) is above maxReplicaCount (2)"),
+    "keda-sqs-without-a-queue-url": (
+        with_values(runtime_values(), sidecar={"transport": "sqs"}, autoscaling={"keda": {"enabled": True}}),
+        "autoscaling.keda with SQS needs the queue's URL: set autoscaling.keda.sqsQueueURL"),
+    "reference-chart-key-transport": (
+        with_values(runtime_values(), transport="sqs"),
+        "transport is a key of the asya project's actor chart, not of this one: use sidecar.transport"),
+    "reference-chart-key-scaling": (
+        with_values(runtime_values(), scaling={"enabled": True}),
+        "scaling is a key of the asya project's actor chart, not of this one: use autoscaling.keda"),
+    "reference-chart-key-name": (
+        with_values(runtime_values(), name="resize"),
+        "name is a key of the asya project's actor chart, not of this one: use actorName"),
+    "reference-chart-key-in-an-actor": (
+        with_values(runtime_values(), actors=[{"name": "a", "transport": "sqs"}]),
+        "actors[0].transport is a key of the asya project's actor chart"),
+    "two-actors-with-one-name": (
+        with_values(runtime_values(), actors=[{"name": "a"}, {"name": "a"}]),
+        'actors has two items named "a"'),
+    "actor-item-named-like-an-end-queue": (
+        with_values(runtime_values(), actors=[{"name": "happy-end"}]),
+        'actor "happy-end": actorName "happy-end" is reserved'),
+    "actor-item-without-its-model-container": (
+        with_values(runtime_values(), actors=[{"name": "a", "workload": {"template": {"spec": {
+            "containers": [{"name": "model", "image": "x:1"}]}}}}]),
+        'workload.template.spec.containers of actor "a" has no container named asya-runtime'),
+    "sidecar-image-without-a-tag": (
+        with_values(runtime_values(), sidecar={"image": {"repository": "registry.example.com/sidecar"}}),
+        "sidecar.image has no tag or digest: pin one"),
+}
+
+# Below the version a feature needs, the chart says so instead of rendering
+# something the cluster would reject.
+VERSION_FAILURES = {
+    "native-sidecar-on-1.28": (
+        with_values(runtime_values(), nativeSidecar=True), "1.28.0",
+        "nativeSidecar is true but this cluster is Kubernetes v1.28.0: restartable init containers need 1.29"),
+    "image-volume-on-1.32": (
+        with_values(runtime_values(), runtimeDelivery="imageVolume"), "1.32.0",
+        "runtimeDelivery imageVolume needs Kubernetes 1.33 or newer"),
 }
 
 
+@pytest.fixture(scope="module")
+def outcomes(chart):
+    cases = {("render", name): (values, None) for name, (values, _) in RENDER_FAILURES.items()}
+    cases.update({("version", name): (values, kube_version)
+                  for name, (values, kube_version, _) in VERSION_FAILURES.items()})
+    cases.update({("schema", name): (schema_case_values(name), None) for name in SCHEMA_FAILURES})
+    return render_many(chart, cases)
+
+
+def refusal(outcomes, key):
+    rendered, error = outcomes[key]
+    assert rendered is None, f"helm rendered values that should have been refused: {key}"
+    return error
+
+
+@pytest.mark.parametrize("case", sorted(VERSION_FAILURES))
+def test_feature_refused_on_a_cluster_too_old_for_it(outcomes, case):
+    expected_message = VERSION_FAILURES[case][2]
+    assert expected_message in refusal(outcomes, ("version", case))
+
+
 @pytest.mark.parametrize("case", sorted(RENDER_FAILURES))
-def test_mistake_fails_at_render_time_with_a_clear_message(chart, case):
-    values, expected_message = RENDER_FAILURES[case]
-    error = chart.failure(values)
-    assert expected_message in error
+def test_mistake_fails_at_render_time_with_a_clear_message(outcomes, case):
+    expected_message = RENDER_FAILURES[case][1]
+    assert expected_message in refusal(outcomes, ("render", case))
 
 
 def test_release_named_like_an_end_queue_fails(chart):
@@ -108,18 +197,41 @@ SCHEMA_FAILURES = {
     "validation-as-text": ({"enableValidation": "yes"}, "/enableValidation"),
     "unknown-log-level": ({"logLevel": "VERBOSE"}, "/logLevel"),
     "actor-name-with-capitals": ({"actorName": "Resize"}, "/actorName"),
+    "unknown-reply-format": ({"replyFormat": "json"}, "/replyFormat"),
+    "negative-handler-timeout": ({"handlerTimeout": -1}, "/handlerTimeout"),
+    "native-sidecar-as-text": ({"nativeSidecar": "yes"}, "/nativeSidecar"),
+    "unknown-runtime-delivery": ({"runtimeDelivery": "configMap"}, "/runtimeDelivery"),
+    "unknown-flavor": ({"sidecar": {"flavor": "go"}}, "/sidecar/flavor"),
+    "unknown-transport": ({"sidecar": {"transport": "kafka"}}, "/sidecar/transport"),
+    "password-in-plain-values": ({"sidecar": {"rabbitmq": {"password": "s3cret"}}},
+                                 "additional properties 'password' not allowed"),
+    "sidecar-env-value-as-a-number": ({"sidecar": {"env": [{"name": "ASYA_RABBITMQ_PREFETCH", "value": 4}]}},
+                                      "/sidecar/env/0/value"),
+    "runtime-env-value-as-a-boolean": (
+        {"workload": {"template": {"spec": {"containers": [
+            {"name": "asya-runtime", "image": "m:1", "env": [{"name": "DEBUG", "value": True}]}]}}}},
+        "/workload/template/spec/containers/0/env/0/value"),
+    "digest-that-is-not-sha256": ({"runtimeImage": {"digest": "latest"}}, "/runtimeImage/digest"),
+    "actor-without-a-name": ({"actors": [{"handler": "a.b"}]}, "/actors/0"),
+    "keda-typo": ({"autoscaling": {"keda": {"maxReplicas": 3}}},
+                  "additional properties 'maxReplicas' not allowed"),
 }
 
 
-@pytest.mark.parametrize("case", sorted(SCHEMA_FAILURES))
-def test_schema_rejects_bad_values(chart, case):
-    overrides, expected_message = SCHEMA_FAILURES[case]
+def schema_case_values(case):
+    overrides = SCHEMA_FAILURES[case][0]
     values = runtime_values()
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(values.get(key), dict):
+        if isinstance(value, dict) and isinstance(values.get(key), dict) and key != "workload":
             values[key] = dict(values[key], **value)
         else:
             values[key] = value
-    error = chart.failure(values)
+    return values
+
+
+@pytest.mark.parametrize("case", sorted(SCHEMA_FAILURES))
+def test_schema_rejects_bad_values(outcomes, case):
+    expected_message = SCHEMA_FAILURES[case][1]
+    error = refusal(outcomes, ("schema", case))
     assert "values don't meet the specifications of the schema" in error
     assert expected_message in error
