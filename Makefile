@@ -13,6 +13,9 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 TOOLS := .tools
 HELM := $(TOOLS)/bin/helm
+README_GENERATOR := tools/readme-generator/node_modules/.bin/readme-generator
+# The chart's appVersion: the tag `make images` gives the runtime image and `make push` pushes.
+CHART_APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/asya-actor/Chart.yaml)
 # Every file that must run on CPython 3.7, checked by vermin in `make lint`: the
 # runtime, and what runs with the model's or any python3 (fake sidecar, examples
 # and demo, e2e model handlers, bench floor server and handlers, the helm test).
@@ -57,8 +60,19 @@ lint-chart: helm ## helm lint --strict charts/asya-actor with each ci/ values fi
 	done
 
 .PHONY: test-chart
-test-chart: venv helm ## chart tests: lint, render, kubernetes-validate, structure, failures (~10 s)
+test-chart: venv helm readme-generator ## chart tests: lint, render, kubernetes-validate (oldest+newest k8s), KEDA fields, README table fresh (~30 s)
 	$(PYTEST) tests/chart
+
+$(README_GENERATOR): tools/readme-generator/package.json tools/readme-generator/package-lock.json
+	cd tools/readme-generator && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+.PHONY: readme-generator
+readme-generator: $(README_GENERATOR) ## install the pinned readme-generator-for-helm (npm ci) into tools/readme-generator
+
+.PHONY: chart-readme
+chart-readme: readme-generator ## regenerate the values table of charts/asya-actor/README.md from the @param comments in values.yaml
+	$(README_GENERATOR) --values charts/asya-actor/values.yaml --readme charts/asya-actor/README.md
 
 .PHONY: podman
 podman: ## install podman (Debian packages) and write .tools/containers.conf
@@ -73,8 +87,17 @@ base-images: podman ## build the local base images (debootstrap; no registry nee
 	bash tools/build-base-images.sh
 
 .PHONY: images
-images: base-images ## build every image with podman (runtime, sidecar, e2e models)
+images: base-images ## build every image with podman (runtime, sidecar, e2e models); the runtime is also tagged with the chart's appVersion
 	bash tools/build-images.sh
+	podman tag localhost/asya-runtime:dev localhost/asya-runtime:$(CHART_APP_VERSION)
+
+.PHONY: push
+push: ## push the runtime image as REGISTRY/asya-runtime:<appVersion>, e.g. make push REGISTRY=registry.example.com/ml
+	@test -n "$(REGISTRY)" || { echo "make push: name the registry, e.g. make push REGISTRY=registry.example.com/ml"; exit 2; }
+	podman image exists localhost/asya-runtime:$(CHART_APP_VERSION) || { echo "make push: localhost/asya-runtime:$(CHART_APP_VERSION) is missing; run make images"; exit 2; }
+	podman tag localhost/asya-runtime:$(CHART_APP_VERSION) $(REGISTRY)/asya-runtime:$(CHART_APP_VERSION)
+	podman push $(REGISTRY)/asya-runtime:$(CHART_APP_VERSION)
+	@echo "pushed $(REGISTRY)/asya-runtime:$(CHART_APP_VERSION); install with --set runtimeImage.repository=$(REGISTRY)/asya-runtime"
 
 .PHONY: lint-dockerfiles
 lint-dockerfiles: venv ## hadolint every Dockerfile under images/, fake-sidecar/ and tests/e2e/
