@@ -29,3 +29,17 @@ def test_readme_example_renders_the_handler_it_promises(chart, release, values_t
     )
     assert env["ASYA_HANDLER"] == handler
     assert env["PYTHONPATH"] in ("/app", "/foo/bar")
+
+
+CHART_README = (REPO_ROOT / "charts" / "asya-actor" / "README.md").read_text(encoding="utf-8")
+CHART_EXAMPLES = re.findall(r"```yaml\n(.*?)```", CHART_README, re.S)
+
+
+def test_chart_readme_has_its_examples():
+    assert len(CHART_EXAMPLES) >= 3
+
+
+@pytest.mark.parametrize("index", range(len(CHART_EXAMPLES)))
+def test_every_chart_readme_example_renders(chart, index):
+    docs = chart.template_all(values=yaml.safe_load(CHART_EXAMPLES[index]))
+    assert any(doc["kind"] == "Deployment" for doc in docs)
