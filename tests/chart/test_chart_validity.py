@@ -44,9 +44,17 @@ def test_every_documented_scenario_has_a_ci_values_file():
             "image-volume-values", "two-actors-values"} <= names
 
 
+@pytest.fixture(scope="module")
+def lint_results(chart):
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = pool.map(lambda path: chart.run("lint", "--strict", str(CHART_DIR), "--values", str(path)),
+                           ci_values_files())
+        return dict(zip(ci_values_files(), results))
+
+
 @pytest.mark.parametrize("values_file", ci_values_files(), ids=lambda path: path.stem)
-def test_helm_lint_strict(chart, values_file):
-    result = chart.run("lint", "--strict", str(CHART_DIR), "--values", str(values_file))
+def test_helm_lint_strict(lint_results, values_file):
+    result = lint_results[values_file]
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 chart(s) failed" in result.stdout
 

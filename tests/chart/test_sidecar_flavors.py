@@ -25,7 +25,6 @@ def test_default_flavor_is_the_asya_go_sidecar_on_rabbitmq(chart):
     assert env_of(sidecar) == [
         ("ASYA_SOCKET_DIR", SOCKET_DIR),
         ("ASYA_ACTOR_NAME", "demo"),
-        ("ASYA_NAMESPACE", None),
         ("ASYA_LOG_LEVEL", "INFO"),
         ("ASYA_TRANSPORT", "rabbitmq"),
         # A Go duration: the Go sidecar ignores a bare number and keeps 5 minutes.
@@ -38,8 +37,6 @@ def test_default_flavor_is_the_asya_go_sidecar_on_rabbitmq(chart):
         ("ASYA_RABBITMQ_PREFETCH", "1"),
         ("ASYA_METRICS_ENABLED", "false"),
     ]
-    assert env_dict(sidecar)["ASYA_NAMESPACE"]["valueFrom"] == {
-        "fieldRef": {"fieldPath": "metadata.namespace"}}
     # The Go sidecar decodes JSON arrays: the runtime is told to answer in that format.
     assert dict(env_of(container(spec, "asya-runtime")))["ASYA_REPLY_FORMAT"] == "list"
 

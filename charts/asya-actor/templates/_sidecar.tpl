@@ -32,7 +32,6 @@ Output: JSON list of env entries.
 {{- $env := list (dict "name" "ASYA_SOCKET_DIR" "value" (include "asya-actor.socketDir" .root)) (dict "name" "ASYA_ACTOR_NAME" "value" $a.actorName) }}
 {{- $timeout := include "asya-actor.digits" $s.runtimeTimeout }}
 {{- if eq $s.flavor "asya" }}
-{{- $env = append $env (dict "name" "ASYA_NAMESPACE" "valueFrom" (dict "fieldRef" (dict "fieldPath" "metadata.namespace"))) }}
 {{- $env = append $env (dict "name" "ASYA_LOG_LEVEL" "value" $a.logLevel) }}
 {{- $env = append $env (dict "name" "ASYA_TRANSPORT" "value" $s.transport) }}
 {{- /* A Go duration: the asya sidecar ignores a bare number. */}}
