@@ -18,6 +18,8 @@ volumes, as `<pythonExecutable> -c <this file> <ready timeout s> <runtime file>`
 5. stop the runtime with SIGTERM: it must exit 0 and remove its socket.
 
 Standard library only and Python 3.7 syntax: it runs under the model's interpreter.
+It keeps its own small frame client rather than the test kit's, because it runs
+inside the model image, where nothing but this file and the runtime exists.
 """
 
 import json
