@@ -4,7 +4,6 @@ import pytest
 
 from asya_testkit.process import run_to_exit
 from asya_testkit.wire import call, envelope_for
-
 from conftest import HANDLERS_DIR
 
 LIST = {"ASYA_REPLY_FORMAT": "list"}
