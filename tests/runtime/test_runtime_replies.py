@@ -154,3 +154,29 @@ def test_encoded_error_is_ascii_json_even_with_a_lone_surrogate_in_the_message()
 
     data.decode("ascii")
     assert json.loads(data.decode("ascii"))["message"] == "ValueError: bad \ud800 value é"
+
+
+def test_list_dialect_ok_reply_is_always_an_array():
+    envelope = {"payload": 1, "route": {"actors": ["a"], "current": 1}, "headers": {}}
+    assert ok_reply(envelope, "list") == [envelope]
+    assert ok_reply([envelope, envelope], "list") == [envelope, envelope]
+    assert ok_reply([], "list") == []
+
+
+@pytest.mark.parametrize(
+    "code, status_code",
+    [("msg_parsing_error", "processing_error"), ("processing_error", "processing_error"),
+     ("connection_error", "connection_error")],
+)
+def test_error_reply_in_both_dialects(code, status_code):
+    try:
+        raise ValueError("bad input")
+    except ValueError as exc:
+        error = exc
+
+    status = error_reply(code, error)
+    listed = error_reply(code, error, "list")
+
+    assert list(status) == ["status", "error", "message", "type", "traceback"]
+    assert status["error"] == status_code, "the status dialect has no msg_parsing_error"
+    assert listed == [{"error": code, "details": {key: status[key] for key in ("message", "type", "traceback")}}]

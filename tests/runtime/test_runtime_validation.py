@@ -168,3 +168,34 @@ def test_malformed_output_route_is_reported_as_the_output_route(after, expected)
     with pytest.raises(ProcessingError) as raised:
         check_route_rules(copy.deepcopy(BEFORE), after)
     assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        None,
+        {"actors": [], "current": 1},
+        {"actors": ["a", 1, "c"], "current": 1},
+        {"actors": ["a", "b", "c"], "current": "1"},
+        {"actors": ["a", "b", "c"], "current": 2},
+        {"actors": ["x", "b", "c"], "current": 1},
+    ],
+    ids=["not-an-object", "no-actors", "actor-not-a-string", "current-a-string", "current-moved", "history"],
+)
+def test_shape_and_rule_errors_share_one_message_form(after):
+    with pytest.raises(ProcessingError) as raised:
+        check_route_rules(copy.deepcopy(BEFORE), after)
+
+    message = str(raised.value)
+    assert message.startswith("route rule violated: ")
+    assert message.endswith(f"; input route {json.dumps(BEFORE)}, output route {json.dumps(after)}")
+
+
+def test_the_list_dialect_also_accepts_a_route_the_handler_advanced():
+    advanced = {"actors": ["a", "b", "c"], "current": 2}
+    check_route_rules(copy.deepcopy(BEFORE), advanced, may_advance=True)
+    check_route_rules(copy.deepcopy(BEFORE), dict(BEFORE), may_advance=True)
+
+    with pytest.raises(ProcessingError) as raised:
+        check_route_rules(copy.deepcopy(BEFORE), {"actors": ["a", "b", "c", "d"], "current": 3}, may_advance=True)
+    assert "route.current must stay 1 or be advanced to 2, got 3" in str(raised.value)
