@@ -1,20 +1,25 @@
 """asya actor runtime: serve one Python function to the asya sidecar.
 
-The sidecar (a Go process in the same pod) hands this process one message at
-a time over a Unix stream socket; this process calls the user's function and
+The sidecar (a process in the same pod) hands this process one message at a
+time over a Unix stream socket; this process calls the user's function and
 answers exactly once per message::
 
     sidecar                                 asya_runtime.py
     -------                                 ---------------
+    wait for ASYA_SOCKET_DIR/runtime-ready  <-  load handler, listen, write runtime-ready
     connect(ASYA_SOCKET_DIR/asya-runtime.sock)
     send  [u32 length][UTF-8 JSON envelope]  ->  read frame, decode, validate
                                                   call handler (payload|envelope mode)
           [u32 length][UTF-8 JSON reply]     <-  build reply, write frame, close
 
+Replies come in two dialects (ASYA_REPLY_FORMAT): "status", this project's
+object, and "list", the array the asya Go sidecar decodes.
+
 The file reads top to bottom in the order a message flows through it:
 
-    configuration  ->  framing  ->  handler loading  ->  envelope validation
-    ->  dispatch  ->  replies  ->  server loop  ->  main
+    configuration  ->  framing  ->  handler loading  ->  decoding
+    ->  envelope validation  ->  dispatch  ->  replies  ->  handler calls
+    ->  server loop  ->  probe  ->  main
 
 Only the standard library is used, and only what CPython 3.7 already has, so
 the same file runs inside any model image with whatever interpreter it ships.
@@ -210,8 +215,8 @@ def set_io_timeout(conn, seconds, options=RECEIVE_TIMEOUT + SEND_TIMEOUT):
     """Bound blocking reads (SO_RCVTIMEO) and/or writes (SO_SNDTIMEO) on conn.
 
     Kernel timeouts cost nothing per call, unlike socket.settimeout(), which
-    adds a poll() before every recv: at the default 4 KiB chunk size a 10 MiB
-    frame takes about 2,560 receive calls. 0 seconds leaves conn blocking.
+    adds a poll() before every recv, and a large frame at the default chunk
+    size takes thousands of them. 0 seconds leaves conn blocking.
     """
     if not seconds:
         return
@@ -636,8 +641,8 @@ def call_payload_mode(handler, envelope, include_metadata, advance_route=False):
 def copy_json(value):
     """A deep copy of decoded JSON (dicts, lists and immutable scalars only).
 
-    copy.deepcopy would do, at several times the cost: it consults a memo and
-    a dispatch table for every value, for types JSON cannot produce.
+    copy.deepcopy would do, at a higher cost: it consults a memo and a
+    dispatch table for every value, for types JSON cannot produce.
     """
     if type(value) is dict:
         return {key: copy_json(item) for key, item in value.items()}
@@ -726,8 +731,8 @@ def _compact_encoder(ensure_ascii):
     Compact separators and raw UTF-8 keep frames small; NaN and Infinity are
     not JSON, and the sidecar could not parse them. json.dumps() and
     JSONEncoder.encode() build a new C encoder, and a closure around it, on
-    every call: about 2 us, a fifth of the runtime's own work on a small
-    message. This encoder is built once. The C accelerator is private to the
+    every call, a measurable part of a small message's cost
+    (docs/performance.md, "Per message"). This encoder is built once. The C accelerator is private to the
     json package, so without it the public encoder is used, with the same output.
     """
     encoder = json.JSONEncoder(ensure_ascii=ensure_ascii, allow_nan=False, separators=(",", ":"))
@@ -827,7 +832,7 @@ def encode_reply(reply, plain_ascii_likely=False):
     """Serialise a reply to JSON text; raise ProcessingError if it is not JSON.
 
     CPython's C encoder is faster on its ASCII-escaping path than on the raw
-    UTF-8 one (for a 10 MiB base64 string, by 15% on 3.7 and 80% on 3.11).
+    UTF-8 one (docs/performance.md, "Per message").
     When the request was plain ASCII (no escape at all: base64 blobs,
     numbers, identifiers), so usually is the reply: it is then encoded on the
     fast path, and if the result holds no backslash, nothing was escaped, so
