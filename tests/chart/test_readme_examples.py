@@ -29,6 +29,20 @@ def test_readme_example_renders_the_handler_it_promises(chart, release, values_t
     )
     assert env["ASYA_HANDLER"] == handler
     assert env["PYTHONPATH"] in ("/app", "/foo/bar")
+    # The image `make push REGISTRY=registry.example.com/asya` pushed, at the chart's tag.
+    assert container(spec, "asya-runtime-init")["image"] == "registry.example.com/asya/asya-runtime:0.1.0"
+    # An actor on a broker, scaled on its queue by KEDA.
+    assert docs["ScaledObject"]["spec"]["scaleTargetRef"]["name"] == docs["Deployment"]["metadata"]["name"]
+    assert "replicas" not in docs["Deployment"]["spec"]
+
+
+def test_readme_walks_through_build_push_install_and_test():
+    section = README[README.index("## Kubernetes"):README.index("## Documentation")]
+    steps = ["make images", "make push REGISTRY=registry.example.com/asya",
+             "helm install thumbnailer charts/asya-actor", "rollout status deployment/thumbnailer-asya-actor",
+             "helm test thumbnailer --logs"]
+    positions = [section.index(step) for step in steps]
+    assert positions == sorted(positions)
 
 
 CHART_README = (REPO_ROOT / "charts" / "asya-actor" / "README.md").read_text(encoding="utf-8")
