@@ -321,3 +321,43 @@ def test_main_serves_until_sigterm_then_removes_the_socket(handler_scenario, soc
     assert not socket_path.exists()
     ready = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ready:")]
     assert ready and "handler echo.echo" in ready[0] and str(socket_path) in ready[0]
+
+
+class _PublicOnlyListener:
+    """A listening socket that offers only the public API (no CPython-private _accept)."""
+
+    def __init__(self, listener):
+        self._real = listener
+
+    def accept(self):
+        return self._real.accept()
+
+    def __getattr__(self, name):
+        if name == "_accept":
+            raise AttributeError(name)
+        return getattr(self._real, name)
+
+
+def test_connections_are_accepted_through_the_public_api_when_the_private_one_is_missing(
+    load_fixture_handler, socket_dir
+):
+    config = load_config({"ASYA_HANDLER": "echo.echo", "ASYA_SOCKET_DIR": str(socket_dir)})
+    server = ActorServer(config, load_fixture_handler("echo", "echo.echo"))
+    server.bind()
+    server._listener = _PublicOnlyListener(server._listener)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert [call(server.socket_path, envelope_for(n))["result"]["payload"] for n in range(3)] == [0, 1, 2]
+    finally:
+        server.shutdown()
+        thread.join(30)
+        server.close()
+    assert not thread.is_alive()
+
+
+def test_the_heap_warm_up_runs_on_glibc_only():
+    import platform
+
+    on_glibc = platform.libc_ver()[0] == "glibc"
+    assert asya_runtime.warm_up_glibc_heap() is on_glibc
