@@ -111,3 +111,25 @@ def test_payload_mode_wraps_whatever_the_handler_returns(envelope, results):
         assert all(canonical(out["route"]) == canonical(envelope["route"]) for out in reply["result"])
     else:
         assert canonical(reply["result"]["payload"]) == canonical(results)
+
+
+@pytest.mark.parametrize(
+    "handler, overrides",
+    [(echo, {}), (echo_envelope, {"ASYA_HANDLER_MODE": "envelope"})],
+    ids=["payload", "envelope"],
+)
+@given(value=envelope_like)
+def test_the_list_dialect_says_what_the_status_dialect_says_with_current_advanced(handler, overrides, value):
+    request = frame(encode_envelope(value))
+    status = serve_one(make_server(handler, **overrides), request, half_close=False).reply()
+    listed = serve_one(make_server(handler, ASYA_REPLY_FORMAT="list", **overrides), request, half_close=False).reply()
+
+    assert isinstance(listed, list)
+    if status["status"] == "ok":
+        outputs = status["result"] if isinstance(status["result"], list) else [status["result"]]
+        expected = [dict(out, route=dict(out["route"], current=out["route"]["current"] + 1)) for out in outputs]
+        assert [canonical(out) for out in listed] == [canonical(out) for out in expected]
+    else:
+        (error,) = listed
+        assert error["error"] == ("msg_parsing_error" if not is_valid_envelope(value) else status["error"])
+        assert error["details"] == {key: status[key] for key in ("message", "type", "traceback")}
