@@ -153,7 +153,7 @@ def test_probe_passes_through_a_long_call_and_fails_once_the_runtime_is_gone(
         # busy runtime stays live and ready.
         replies = []
         caller = threading.Thread(target=send_one, args=(
-            socket_path, envelope_for({"seconds": 2.0}, actors=("slow",)), replies))
+            socket_path, envelope_for({"seconds": 1.5}, actors=("slow",)), replies))
         caller.start()
         probe_runs = 0
         while caller.is_alive():
