@@ -1058,6 +1058,9 @@ class ActorServer:
         self._scratch = new_scratch(config.chunk_size)
         self._in_flight = None  # (conn, message id) of the message being handled
         self._stuck_dump_armed = False
+        # With a deadline, the watchdog thread may answer a stuck call; the
+        # lock keeps its reply and a late one of the main thread apart.
+        self._reply_lock = None
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -1150,6 +1153,9 @@ class ActorServer:
             except Exception:  # never let one connection end the server
                 log.exception("unexpected failure while handling a connection")
             finally:
+                # Also after a deadline signal that landed in the call's own
+                # clean-up: no finished call may look stuck to the watchdog.
+                self.caller.started = None
                 self._in_flight = None
                 conn.close()
 
@@ -1242,6 +1248,13 @@ class ActorServer:
     def _send(self, conn, data, message_id):
         # No shutdown(SHUT_WR) after the reply: serve_forever closes the
         # connection right away, which ends the stream for the client too.
+        if self._reply_lock is not None:
+            with self._reply_lock:
+                self._write_reply(conn, data, message_id)
+        else:
+            self._write_reply(conn, data, message_id)
+
+    def _write_reply(self, conn, data, message_id):
         try:
             write_frame(conn, data, self.config.io_timeout, self._small_reply)
         except OSError as exc:
@@ -1256,6 +1269,7 @@ class ActorServer:
     def _start_watchdog(self):
         import threading  # only a runtime with a deadline pays for it
 
+        self._reply_lock = threading.Lock()
         threading.Thread(target=self._watch_for_stuck_calls, name="asya-deadline-watchdog", daemon=True).start()
 
     def _watch_for_stuck_calls(self):
@@ -1286,8 +1300,10 @@ class ActorServer:
                     faulthandler.cancel_dump_traceback_later()
                     self._stuck_dump_armed = False
                 continue
-            if self.caller.started == started:
-                self._answer_stuck_call_and_exit()
+            # Under the lock, no reply of the main thread is on its way.
+            with self._reply_lock:
+                if self.caller.started == started:
+                    self._answer_stuck_call_and_exit()
 
     def _answer_stuck_call_and_exit(self):
         in_flight = self._in_flight
@@ -1303,7 +1319,7 @@ class ActorServer:
         reply = error_reply(PROCESSING_ERROR, exc, self.config.reply_format, traceback_text=where)
         log.error("[id=%s] processing_error: %s", _id_for_log(message_id), _for_log(error_message(reply)))
         if conn is not None:
-            self._send(conn, wire_bytes(encode_error(reply)), message_id)
+            self._write_reply(conn, wire_bytes(encode_error(reply)), message_id)
         self._remove_own_files()
         logging.shutdown()
         os._exit(EXIT_HANDLER_STUCK)
