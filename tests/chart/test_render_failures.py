@@ -86,7 +86,10 @@ RENDER_FAILURES = {
         "sidecar.env sets ASYA_SOCKET_DIR, which the chart sets"),
     "handler-timeout-not-below-the-sidecars": (
         with_values(runtime_values(), handlerTimeout=300),
-        "handlerTimeout (300 s) must be below sidecar.runtimeTimeout (300 s)"),
+        "handlerTimeout (300 s) plus the runtime's 2 s grace period must be below sidecar.runtimeTimeout (300 s)"),
+    "handler-timeout-leaves-no-room-for-the-grace-period": (
+        with_values(runtime_values(), handlerTimeout=298.5),
+        "handlerTimeout (298.5 s) plus the runtime's 2 s grace period must be below sidecar.runtimeTimeout"),
     "grace-period-not-above-the-sidecar-timeout": (
         with_values(runtime_values(), terminationGracePeriodSeconds=300),
         "terminationGracePeriodSeconds (300) must be above sidecar.runtimeTimeout (300 s)"),
