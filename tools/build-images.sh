@@ -16,7 +16,7 @@ log_dir=$repo_root/.build/images/logs
 # image | Dockerfile | build context | BASE_IMAGE      (paths from the repo root)
 image_table="
 localhost/asya-runtime:dev              | images/asya-runtime/Dockerfile       | .                        | localhost/asya-base/busybox:static
-localhost/asya-sidecar-fake:dev         | fake-sidecar/Dockerfile              | fake-sidecar             | localhost/asya-base/debian-python3:bookworm
+localhost/asya-sidecar-fake:dev         | fake-sidecar/Dockerfile              | .build/fake-sidecar      | localhost/asya-base/debian-python3:bookworm
 localhost/asya-e2e-model-debian:dev     | tests/e2e/models/debian/Dockerfile   | tests/e2e/models/debian  | localhost/asya-base/debian-python3:bookworm
 localhost/asya-e2e-model-conda37:dev    | tests/e2e/models/conda37/Dockerfile  | tests/e2e/models/conda37 | localhost/asya-base/conda-py37:3.7.16
 "
@@ -57,7 +57,8 @@ problems=()
 for row in "${selected_rows[@]}"; do
     IFS='|' read -r image dockerfile context base <<<"$row"
     [[ -f $repo_root/$dockerfile ]] || problems+=("$image: $dockerfile does not exist")
-    [[ -d $repo_root/$context ]] || problems+=("$image: build context $context does not exist")
+    # Contexts under .build/ are written by prepare_context, just before the build.
+    [[ $context == .build/* || -d $repo_root/$context ]] || problems+=("$image: build context $context does not exist")
     podman image exists "$base" || problems+=("$image: base image $base is missing (make base-images)")
 done
 if [[ ${#problems[@]} -gt 0 ]]; then
@@ -68,6 +69,17 @@ fi
 # Files an image's Dockerfile copies that are generated, not checked in.
 prepare_context() {
     case $(short_name "$1") in
+        asya-sidecar-fake)
+            # The package plus the pinned pika wheel (sha256-checked), which the
+            # offline build unpacks: the RabbitMQ transport needs it.
+            local context=$repo_root/.build/fake-sidecar
+            rm -rf "$context"
+            mkdir -p "$context"
+            cp -r "$repo_root/fake-sidecar/asya_sidecar" "$repo_root/fake-sidecar/.dockerignore" "$context/"
+            "${PYTHON:-python3}" "$repo_root/tools/fetch_wheels.py" "$context/wheels" \
+                | sed 's/^/build-images: /' \
+                || die "tools/fetch_wheels.py failed"
+            ;;
     esac
 }
 

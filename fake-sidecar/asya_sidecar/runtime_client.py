@@ -87,8 +87,12 @@ def _recv_exactly(sock, buffer, deadline):
     return filled
 
 
-def call_runtime(socket_path, envelope, timeout):
-    """Send ``envelope`` to the runtime and return its decoded reply object.
+def call_runtime(socket_path, envelope, timeout, dialect="status"):
+    """Send ``envelope`` to the runtime and return its decoded reply.
+
+    ``dialect`` is the runtime's ASYA_REPLY_FORMAT: ``status`` replies are an
+    object ``{"status": "ok"|"error", ...}``, ``list`` replies a JSON array of
+    objects (docs/protocol.md).
 
     Raises RuntimeUnreachable or CallFailed (see the module docstring).
     """
@@ -136,6 +140,9 @@ def call_runtime(socket_path, envelope, timeout):
         reply = strict_json_loads(bytes(body))
     except ValueError as exc:
         raise CallFailed(INVALID_REPLY, f"reply is not UTF-8 JSON: {exc}") from None
-    if not isinstance(reply, dict) or reply.get("status") not in ("ok", "error"):
+    if dialect == "list":
+        if not isinstance(reply, list) or not all(isinstance(item, dict) for item in reply):
+            raise CallFailed(INVALID_REPLY, f"reply is not a JSON array of objects: {reply!r:.200}")
+    elif not isinstance(reply, dict) or reply.get("status") not in ("ok", "error"):
         raise CallFailed(INVALID_REPLY, f"reply lacks status ok/error: {reply!r:.200}")
     return reply

@@ -3,23 +3,37 @@
 It does what the production sidecar does, in this order, for every message
 of its actor's queue (``ASYA_ACTOR_NAME``):
 
-1. claim the oldest message of the queue (see queues.py);
+1. receive the oldest message of the queue, from the transport
+   (``ASYA_TRANSPORT``: ``file``, the directory queue of queues.py, or
+   ``rabbitmq``, see rabbitmq.py);
 2. dial the runtime's socket, send the envelope as one frame, read one reply
-   frame within ``ASYA_CALL_TIMEOUT``, close;
-3. on ``ok``: in every output envelope advance ``route.current`` by one and
-   give it an id (one output keeps the input id; fan-out item ``i >= 1`` gets
-   ``<id>-<i>`` and ``parent_id: <id>``), then enqueue it for the actor the
-   route now points at, or for ``happy-end`` when the route is finished. An
-   empty result completes the message with no output;
+   frame within the call timeout, close;
+3. on success, route every output envelope: to the actor the route now points
+   at, or to ``happy-end`` when the route is finished;
 4. on an error reply, a timeout, a broken connection or an unusable reply:
-   enqueue an error record for ``error-end`` (shape in ``error_record``);
-5. ack the claimed message, only after step 3 or 4 is durable; log one line.
+   send an error record to ``error-end``;
+5. acknowledge the message, only after step 3 or 4 is durable; log one line.
+
+Two modes (``ASYA_SIDECAR_MODE``; default ``go`` when ASYA_TRANSPORT is set,
+as the chart's ``sidecar.flavor: asya`` does, else ``fake``):
+
+* ``fake``, this project's own ways: the runtime speaks the ``status``
+  dialect; the sidecar advances ``route.current`` by one in every output,
+  names fan-out items ``<id>-<i>`` with ``parent_id``, waits for the socket
+  file (``ASYA_READY_TIMEOUT`` s) and bounds a call by ``ASYA_CALL_TIMEOUT`` s;
+  error records have the shape of ``error_record``;
+* ``go``, the asya Go sidecar's ways (go.py): the ``list`` dialect, the
+  ``runtime-ready`` file, the route as the runtime returned it, the Go
+  sidecar's variables and error-end record.
 
 A runtime whose socket cannot be dialled never saw the message, so the
-sidecar keeps it and waits for the runtime to come back (up to
-``ASYA_READY_TIMEOUT``), then retries it. If the runtime stays down the
-message goes to ``error-end`` as ``runtime_unavailable`` and the sidecar
-exits with EXIT_NOT_READY, as it does when the runtime never starts.
+sidecar keeps it and waits for the runtime to come back (up to the ready
+timeout), then retries it. If the runtime stays down the message goes to
+``error-end`` as ``runtime_unavailable`` and the sidecar exits with
+EXIT_NOT_READY, as it does when the runtime never starts. A runtime that dies
+in the middle of a call (no reply) sends the message to error-end on the
+directory queue; on RabbitMQ the message is requeued (``basic.nack``) and
+processed again once the runtime is back.
 
 SIGTERM or SIGINT: the message in flight is finished (reply, outputs, ack),
 then the sidecar exits 0. A message that the runtime never answered because
@@ -34,15 +48,17 @@ import signal
 import threading
 import time
 
-from . import queues
+from . import go, queues
 from .runtime_client import (
     INVALID_REPLY,
     RUNTIME_UNAVAILABLE,
+    TIMEOUT,
     CallFailed,
     RuntimeUnreachable,
     call_runtime,
     strict_json_loads,
 )
+from .transports import make_transport
 
 HAPPY_END = "happy-end"
 ERROR_END = "error-end"
@@ -54,9 +70,16 @@ INVALID_ROUTE = "invalid_route"
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_NOT_READY = 3
+EXIT_BROKER = 4
 
 DEFAULT_SOCKET_DIR = "/var/run/asya"
 DEFAULT_QUEUE_DIR = "/var/asya/queues"
+
+TRANSPORTS = ("file", "rabbitmq")
+MODES = ("fake", "go")
+# The Go sidecar's timeouts when its variables are unset (internal/config, cmd/sidecar).
+GO_DEFAULT_CALL_TIMEOUT = 300.0
+GO_DEFAULT_READY_TIMEOUT = 300.0
 
 LOG = logging.getLogger("asya-sidecar")
 
@@ -80,11 +103,41 @@ def _positive(environ, name, default, kind=float):
     return value
 
 
+def _positive_int(environ, name, default):
+    return _positive(environ, name, default, kind=int)
+
+
+def _duration(environ, names, default):
+    """Seconds from the first of `names` that is set, read as a Go duration ("5m", "90s")."""
+    for name in names:
+        raw = environ.get(name)
+        if raw:
+            try:
+                value = go.parse_duration(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+            if not value > 0:
+                raise ConfigError(f"{name}={raw!r} must be greater than 0")
+            return value
+    return default
+
+
+def _choice(environ, name, default, choices):
+    value = environ.get(name) or default
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}"
+                          + (" (the fake sidecar has no SQS or Pub/Sub transport)"
+                             if name == "ASYA_TRANSPORT" else ""))
+    return value
+
+
 class Config:
     """Settings read once from the environment (and command-line overrides)."""
 
     def __init__(self, actor, socket_dir, queue_dir, ready_timeout, call_timeout,
-                 exit_when_idle=None, max_messages=None, poll_interval=0.1):
+                 exit_when_idle=None, max_messages=None, poll_interval=0.1,
+                 transport="file", mode="fake", rabbitmq=None,
+                 happy_end=HAPPY_END, error_end=ERROR_END, socket_path=None):
         self.actor = actor
         self.socket_dir = socket_dir
         self.queue_dir = queue_dir
@@ -93,31 +146,70 @@ class Config:
         self.exit_when_idle = exit_when_idle
         self.max_messages = max_messages
         self.poll_interval = poll_interval
+        self.transport = transport
+        self.mode = mode
+        self.rabbitmq = rabbitmq
+        self.happy_end = happy_end
+        self.error_end = error_end
+        self._socket_path = socket_path
 
     @property
     def socket_path(self):
-        return os.path.join(self.socket_dir, "asya-runtime.sock")
+        return self._socket_path or os.path.join(self.socket_dir, "asya-runtime.sock")
+
+    @property
+    def dialect(self):
+        """The runtime's ASYA_REPLY_FORMAT this sidecar expects."""
+        return "list" if self.mode == "go" else "status"
 
     @classmethod
     def from_environ(cls, environ):
-        actor = environ.get("ASYA_ACTOR_NAME", "")
+        # ASYA_QUEUE_NAME: the Go sidecar's older name for the same thing.
+        actor = environ.get("ASYA_ACTOR_NAME") or environ.get("ASYA_QUEUE_NAME") or ""
         if not actor:
             raise ConfigError("ASYA_ACTOR_NAME is not set: set it to this actor's queue name")
         try:
             queues.check_queue_name(actor)
         except queues.QueueError as exc:
             raise ConfigError(f"ASYA_ACTOR_NAME: {exc}") from None
-        if actor in (HAPPY_END, ERROR_END):
+        transport = _choice(environ, "ASYA_TRANSPORT", "file", TRANSPORTS)
+        mode = _choice(environ, "ASYA_SIDECAR_MODE", "go" if environ.get("ASYA_TRANSPORT") else "fake", MODES)
+        # End queue names: the chart's variables, then the Go sidecar's older ones.
+        happy_end = environ.get("ASYA_ACTOR_HAPPY_END") or environ.get("ASYA_STEP_HAPPY_END") or HAPPY_END
+        error_end = environ.get("ASYA_ACTOR_ERROR_END") or environ.get("ASYA_STEP_ERROR_END") or ERROR_END
+        for name in (happy_end, error_end):
+            try:
+                queues.check_queue_name(name)
+            except queues.QueueError as exc:
+                raise ConfigError(f"end queue: {exc}") from None
+        if actor in (happy_end, error_end):
             raise ConfigError(f"ASYA_ACTOR_NAME={actor} is reserved for finished messages")
+        if mode == "go":
+            call_timeout = _duration(environ, ("ASYA_RUNTIME_TIMEOUT", "ASYA_RESILIENCY_ACTOR_TIMEOUT"),
+                                     GO_DEFAULT_CALL_TIMEOUT)
+            ready_timeout = _duration(environ, ("ASYA_RUNTIME_READY_TIMEOUT",), GO_DEFAULT_READY_TIMEOUT)
+        else:
+            call_timeout = _positive(environ, "ASYA_CALL_TIMEOUT", 300.0)
+            ready_timeout = _positive(environ, "ASYA_READY_TIMEOUT", 60.0)
+        rabbitmq = None
+        if transport == "rabbitmq":
+            from .rabbitmq import RabbitMQSettings
+            rabbitmq = RabbitMQSettings.from_environ(environ, _positive_int)
         return cls(
             actor=actor,
             socket_dir=environ.get("ASYA_SOCKET_DIR") or DEFAULT_SOCKET_DIR,
+            socket_path=environ.get("ASYA_SOCKET_PATH") or None,
             queue_dir=environ.get("ASYA_QUEUE_DIR") or DEFAULT_QUEUE_DIR,
-            ready_timeout=_positive(environ, "ASYA_READY_TIMEOUT", 60.0),
-            call_timeout=_positive(environ, "ASYA_CALL_TIMEOUT", 300.0),
+            ready_timeout=ready_timeout,
+            call_timeout=call_timeout,
             exit_when_idle=_positive(environ, "ASYA_EXIT_WHEN_IDLE", None),
-            max_messages=_positive(environ, "ASYA_MAX_MESSAGES", None, kind=int),
+            max_messages=_positive_int(environ, "ASYA_MAX_MESSAGES", None),
             poll_interval=_positive(environ, "ASYA_POLL_INTERVAL", 0.1),
+            transport=transport,
+            mode=mode,
+            rabbitmq=rabbitmq,
+            happy_end=happy_end,
+            error_end=error_end,
         )
 
 
@@ -141,7 +233,7 @@ def _check_route(route, where):
         raise RoutingError(INVALID_REPLY, f"{where}: route.current {current!r} is not an index of route.actors")
 
 
-def next_hops(input_envelope, result):
+def next_hops(input_envelope, result, happy_end=HAPPY_END):
     """Turn a runtime result into ``[(queue, envelope), ...]`` to enqueue.
 
     Raises RoutingError when an output cannot be routed; then nothing of this
@@ -170,7 +262,7 @@ def next_hops(input_envelope, result):
         actors = envelope["route"]["actors"]
         current = envelope["route"]["current"]
         if current >= len(actors):
-            destination = HAPPY_END
+            destination = happy_end
         else:
             destination = actors[current]
             try:
@@ -254,11 +346,17 @@ class RuntimeGone(Exception):
     """The runtime stayed unreachable for the whole ready timeout."""
 
 
+class CallTimedOut(Exception):
+    """Go mode: a call outlived ASYA_RUNTIME_TIMEOUT; the sidecar exits 1 so the pod restarts."""
+
+
 class Sidecar:
-    def __init__(self, config, stop_event=None):
+    RECEIVE_WAIT = 0.2  # seconds per receive: how often stop and idle are checked
+
+    def __init__(self, config, stop_event=None, transport=None):
         self.config = config
         self.stop = stop_event or threading.Event()
-        self.store = queues.QueueStore(config.queue_dir)
+        self.transport = transport or make_transport(config, self.stop, LOG)
 
     # -- readiness
 
@@ -275,8 +373,24 @@ class Sidecar:
             interval = min(interval * 2, 0.2)
         return True
 
+    def wait_until_ready(self):
+        """Fake mode: the socket file exists. Go mode: runtime-ready exists and the socket accepts."""
+        if self.config.mode != "go":
+            return self.wait_for_socket()
+        ready = go.wait_for_runtime_ready(self.config.socket_path, self.config.ready_timeout, self.stop)
+        if ready is None:
+            raise StopRequested()
+        return ready
+
     def not_ready_line(self, state):
-        return f"runtime not ready after {self.config.ready_timeout:g}s: socket {self.config.socket_path} {state}"
+        line = f"runtime not ready after {self.config.ready_timeout:g}s: socket {self.config.socket_path} {state}"
+        if self.config.mode == "go" and state == "missing":
+            line += f" or no {go.READY_FILE} file beside it"
+        return line
+
+    @property
+    def not_ready_exit(self):
+        return go.EXIT_GO_FAILURE if self.config.mode == "go" else EXIT_NOT_READY
 
     # -- one message
 
@@ -287,11 +401,12 @@ class Sidecar:
         announced = False
         while True:
             try:
-                return call_runtime(self.config.socket_path, envelope, self.config.call_timeout)
+                return call_runtime(self.config.socket_path, envelope, self.config.call_timeout,
+                                    self.config.dialect)
             except RuntimeUnreachable as exc:
                 if not announced:
                     LOG.warning("id=%s runtime unreachable (%s); waiting up to %gs",
-                                envelope["id"], exc, self.config.ready_timeout)
+                                envelope.get("id"), exc, self.config.ready_timeout)
                     announced = True
                 if self.stop.is_set():
                     raise StopRequested() from None
@@ -300,48 +415,97 @@ class Sidecar:
                 self.stop.wait(interval)
                 interval = min(interval * 2, 0.2)
 
-    def process(self, consumer, claim):
-        """Handle one claimed message to the end (outputs durable, then ack)."""
-        actor = self.config.actor
+    def _unreadable(self, delivery, exc):
+        """The queued bytes are not a JSON envelope: error-end, in the mode's record."""
+        config = self.config
+        if config.mode == "go":
+            record = go.error_record(delivery.body, f"Failed to parse message: {exc}")
+        else:
+            record = error_record(config.actor, delivery.name, INVALID_MESSAGE,
+                                  f"queued message is not a JSON envelope: {exc}",
+                                  None, raw=delivery.body.decode("utf-8", "replace"))
+        return self._finish(delivery, [(config.error_end, record)],
+                            Outcome(delivery.name, "error", [config.error_end], INVALID_MESSAGE, str(exc)))
+
+    def process(self, delivery):
+        """Handle one received message to the end (outputs durable, then ack)."""
+        config = self.config
+        actor = config.actor
+        go_mode = config.mode == "go"
         try:
-            envelope = strict_json_loads(claim.body)
+            envelope = strict_json_loads(delivery.body)
             if not isinstance(envelope, dict):
                 raise ValueError(f"a JSON {type(envelope).__name__}, not an envelope object")
         except ValueError as exc:
-            record = error_record(actor, claim.stem, INVALID_MESSAGE,
-                                  f"queued message is not a JSON envelope: {exc}",
-                                  None, raw=claim.body.decode("utf-8", "replace"))
-            return self._finish(consumer, claim, [(ERROR_END, record)],
-                                Outcome(claim.stem, "error", [ERROR_END], INVALID_MESSAGE, str(exc)))
-        if not isinstance(envelope.get("id"), str) or not envelope["id"]:
-            envelope["id"] = claim.stem  # unique: the queue file's name
-        message_id = envelope["id"]
+            return self._unreadable(delivery, exc)
+        has_id = isinstance(envelope.get("id"), str) and envelope["id"]
+        if not has_id and not go_mode:
+            envelope["id"] = delivery.name  # unique: the queue file's name
+        message_id = envelope.get("id") or delivery.name
         route = envelope.get("route")
         step = route.get("current") if isinstance(route, dict) else None
         if isinstance(step, bool) or not isinstance(step, int):
             step = None
 
-        def fail(code, message, reply=None):
-            record = error_record(actor, message_id, code, message, envelope, reply=reply)
-            return self._finish(consumer, claim, [(ERROR_END, record)],
-                                Outcome(message_id, "error", [ERROR_END], code, message, step))
+        def fail(code, message, reply=None, details=None, go_error=None):
+            if go_mode:
+                # The Go sidecar's payload.error: the runtime's code, or its own message.
+                record = go.error_record(delivery.body, go_error or message, details)
+            else:
+                record = error_record(actor, message_id, code, message, envelope, reply=reply)
+            return self._finish(delivery, [(config.error_end, record)],
+                                Outcome(message_id, "error", [config.error_end], code, message, step))
+
+        if go_mode:
+            if not has_id:
+                return fail(INVALID_MESSAGE, "Envelope missing required 'id' field")
+            actors = route.get("actors") if isinstance(route, dict) else None
+            current_actor = actors[step] if isinstance(actors, list) and step is not None \
+                and 0 <= step < len(actors) else ""
+            if current_actor != actor:
+                return fail(INVALID_ROUTE, "Route mismatch: message routed to wrong actor "
+                                           f"(expected: {actor}, actual: {current_actor})")
 
         try:
-            reply = self._call_until_reachable(envelope)
+            reply = self.transport.while_busy(lambda: self._call_until_reachable(envelope))
         except StopRequested:
-            self._release(consumer, claim, message_id, "stopping while the runtime is down")
+            self._release(delivery, message_id, "stopping while the runtime is down")
             raise
         except RuntimeGone as exc:
             fail(RUNTIME_UNAVAILABLE, self.not_ready_line("unreachable") + f": {exc}")
             raise
         except CallFailed as exc:
-            if exc.code == RUNTIME_UNAVAILABLE and not exc.reply_started and self.stop.is_set():
-                # The pod is stopping: the runtime closed with this call still
-                # in its backlog, unread. It produced nothing, so the message
-                # goes back rather than into error-end.
-                self._release(consumer, claim, message_id, "stopping; the runtime closed unanswered")
-                raise StopRequested() from None
+            if exc.code == RUNTIME_UNAVAILABLE and not exc.reply_started:
+                if self.stop.is_set():
+                    # The pod is stopping: the runtime closed with this call still
+                    # in its backlog, unread. It produced nothing, so the message
+                    # goes back rather than into error-end.
+                    self._release(delivery, message_id, "stopping; the runtime closed unanswered")
+                    raise StopRequested() from None
+                if self.transport.requeues_lost_calls:
+                    # The runtime died in the call: an unacked message, as far as
+                    # the broker is concerned. Redelivered, it waits for the
+                    # runtime to come back (_call_until_reachable).
+                    return self._release(delivery, message_id, f"requeued: {exc.message}",
+                                         outcome="requeued")
+            if exc.code == TIMEOUT and go_mode:
+                fail(exc.code, exc.message,
+                     go_error=f"Runtime timeout exceeded after {config.call_timeout:g}s")
+                raise CallTimedOut(exc.message) from None
             return fail(exc.code, exc.message)
+
+        if go_mode:
+            error = go.reply_error(reply)
+            if error is not None:
+                code, details = error
+                return fail(code, str(details.get("message", "")), reply=details, details=details,
+                            go_error=code)
+            try:
+                hops = go.next_hops(envelope, reply, config.happy_end)
+            except go.ReplyError as exc:
+                return fail(INVALID_REPLY, str(exc))
+            outcome = Outcome(message_id, "ok", [q for q, _ in hops], step=step)
+            return self._finish(delivery, hops, outcome)
 
         if reply["status"] == "error":
             code = reply.get("error") or "error"
@@ -349,20 +513,21 @@ class Sidecar:
         if "result" not in reply:
             return fail(INVALID_REPLY, "ok reply without a result")
         try:
-            hops = next_hops(envelope, reply["result"])
+            hops = next_hops(envelope, reply["result"], config.happy_end)
         except RoutingError as exc:
             return fail(exc.code, exc.message)
         outcome = Outcome(message_id, "ok" if hops else "completed", [q for q, _ in hops], step=step)
-        return self._finish(consumer, claim, hops, outcome)
+        return self._finish(delivery, hops, outcome)
 
-    def _release(self, consumer, claim, message_id, reason):
-        consumer.release(claim)
-        LOG.info("actor=%s id=%s outcome=released results=0 destination=%s message=%s",
-                 self.config.actor, _log_value(message_id), self.config.actor, _log_value(reason))
+    def _release(self, delivery, message_id, reason, outcome="released"):
+        self.transport.requeue(delivery)
+        LOG.info("actor=%s id=%s outcome=%s results=0 destination=%s message=%s",
+                 self.config.actor, _log_value(message_id), outcome, self.config.actor, _log_value(reason))
+        return Outcome(message_id, outcome, [])
 
-    def _finish(self, consumer, claim, hops, outcome):
-        self.store.enqueue_many(hops)
-        consumer.ack(claim)
+    def _finish(self, delivery, hops, outcome):
+        queue_name = self.transport.queue_name
+        self.transport.publish_then_ack(delivery, [(queue_name(q), envelope) for q, envelope in hops])
         LOG.info("%s", outcome.log_line(self.config.actor))
         return outcome
 
@@ -371,60 +536,67 @@ class Sidecar:
     def run(self):
         """Serve until stopped, idle or done; return the process exit code."""
         config = self.config
-        LOG.info("actor=%s starting: socket=%s queue_dir=%s ready_timeout=%gs call_timeout=%gs",
-                 config.actor, config.socket_path, config.queue_dir,
+        LOG.info("actor=%s starting: mode=%s socket=%s %s ready_timeout=%gs call_timeout=%gs",
+                 config.actor, config.mode, config.socket_path, self.transport.describe(),
                  config.ready_timeout, config.call_timeout)
         try:
-            ready = self.wait_for_socket()
+            ready = self.wait_until_ready()
         except StopRequested:
             return EXIT_OK
         if not ready:
             LOG.error("%s", self.not_ready_line("missing"))
-            return EXIT_NOT_READY
+            return self.not_ready_exit
         LOG.info("actor=%s runtime ready", config.actor)
-        consumer = self.store.consumer(config.actor)
+        broker_errors = _broker_errors(config)
         try:
-            return self._serve(consumer)
+            self.transport.open()
+            return self._serve()
+        except broker_errors as exc:
+            # Unacked messages go back to the queue when the connection closes.
+            LOG.error("actor=%s broker failure: %r; exiting", config.actor, exc)
+            return EXIT_BROKER
         finally:
-            consumer.close()
+            self.transport.close()
 
-    def _serve(self, consumer):
+    def _serve(self):
         config = self.config
-        recovered = consumer.recover_orphans()
-        if recovered:
-            LOG.warning("actor=%s requeued %d message(s) left by dead consumers", config.actor, recovered)
         handled = 0
         idle_since = time.monotonic()
-        interval = 0.005
-        next_recovery = time.monotonic() + 5.0
         while not self.stop.is_set():
             if config.max_messages is not None and handled >= config.max_messages:
                 LOG.info("actor=%s handled %d message(s); exiting", config.actor, handled)
                 return EXIT_OK
-            claim = consumer.claim()
-            if claim is None:
-                now = time.monotonic()
-                if config.exit_when_idle is not None and now - idle_since >= config.exit_when_idle:
+            delivery = self.transport.receive(self.RECEIVE_WAIT)
+            if delivery is None:
+                if config.exit_when_idle is not None and time.monotonic() - idle_since >= config.exit_when_idle:
                     LOG.info("actor=%s idle for %gs; exiting", config.actor, config.exit_when_idle)
                     return EXIT_OK
-                if now >= next_recovery:
-                    consumer.recover_orphans()
-                    next_recovery = now + 5.0
-                self.stop.wait(interval)
-                interval = min(interval * 2, config.poll_interval)
                 continue
-            interval = 0.005
             try:
-                self.process(consumer, claim)
+                outcome = self.process(delivery)
             except StopRequested:
                 break
             except RuntimeGone:
                 LOG.error("%s", self.not_ready_line("unreachable"))
-                return EXIT_NOT_READY
-            handled += 1
+                return self.not_ready_exit
+            except CallTimedOut:
+                LOG.error("actor=%s runtime timeout exceeded; exiting so that the pod restarts", config.actor)
+                return go.EXIT_GO_FAILURE
+            if outcome.outcome != "requeued":
+                handled += 1
             idle_since = time.monotonic()
         LOG.info("actor=%s stopping after %d message(s)", config.actor, handled)
         return EXIT_OK
+
+
+def _broker_errors(config):
+    """Exceptions that mean the broker connection is unusable (none for the directory queue)."""
+    if config.transport != "rabbitmq":
+        return ()
+    import pika
+
+    from .rabbitmq import BrokerError
+    return (BrokerError, pika.exceptions.AMQPError)
 
 
 def install_stop_handlers(stop_event):

@@ -1,0 +1,191 @@
+"""The RabbitMQ transport, with the asya Go sidecar's topology and rules.
+
+Topology (deliveryhero/asya, ``internal/transport/rabbitmq.go`` and
+``internal/router/router.go``): one durable topic exchange
+(``ASYA_RABBITMQ_EXCHANGE``, default ``asya``); every actor and end queue is a
+durable queue named ``asya-<name>``, bound to the exchange with its own name as
+the routing key; messages are published persistent, ``application/json``.
+Queues are declared on first use by whoever uses them, so publishing to an
+actor whose pods have not started yet loses nothing.
+
+Rules:
+
+* prefetch ``ASYA_RABBITMQ_PREFETCH`` (default 1), manual acknowledgement;
+* a delivery is acked only once every result is published and confirmed by
+  the broker (publisher confirms: a confirmed persistent message on a durable
+  queue survives a broker restart);
+* a delivery that could not be finished goes back with ``basic.nack
+  requeue=true``; one that was never acked because the sidecar died is
+  redelivered by the broker when the connection drops.
+
+pika's BlockingConnection serves its heartbeats only while the client calls
+it, so a long runtime call runs in a worker thread while this thread keeps
+pumping the connection (``while_busy``).
+"""
+
+import collections
+import logging
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+from .queues import encode_message
+from .transports import Delivery
+
+QUEUE_PREFIX = "asya-"
+CONNECT_ATTEMPTS = 5  # as the Go sidecar: 1, 2, 4, 8 s between them
+
+logging.getLogger("pika").setLevel(logging.WARNING)
+
+
+class BrokerError(Exception):
+    """The broker could not be reached or refused an operation."""
+
+
+class RabbitMQSettings:
+    def __init__(self, url, exchange="asya", prefetch=1):
+        self.url = url
+        self.exchange = exchange
+        self.prefetch = prefetch
+
+    @classmethod
+    def from_environ(cls, environ, parse_int):
+        url = environ.get("ASYA_RABBITMQ_URL") or "amqp://{}:{}@{}:{}/".format(
+            environ.get("ASYA_RABBITMQ_USERNAME") or "guest",
+            environ.get("ASYA_RABBITMQ_PASSWORD") or "guest",
+            environ.get("ASYA_RABBITMQ_HOST") or "localhost",
+            environ.get("ASYA_RABBITMQ_PORT") or "5672",
+        )
+        return cls(url=url,
+                   exchange=environ.get("ASYA_RABBITMQ_EXCHANGE") or "asya",
+                   prefetch=parse_int(environ, "ASYA_RABBITMQ_PREFETCH", 1))
+
+    @property
+    def redacted_url(self):
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+
+
+class RabbitMQTransport:
+    requeues_lost_calls = True
+    HEARTBEAT_SERVICE_PERIOD = 1.0  # seconds; RabbitMQ's heartbeat timeout is 60 s
+
+    def __init__(self, settings, actor, stop_event, log):
+        self.settings = settings
+        self.actor = actor
+        self.stop = stop_event
+        self.log = log
+        self.connection = None
+        self.channel = None
+        self._declared = set()
+        self._deliveries = collections.deque()
+
+    def describe(self):
+        return (f"rabbitmq={self.settings.redacted_url} exchange={self.settings.exchange} "
+                f"queue={self.queue_name(self.actor)} prefetch={self.settings.prefetch}")
+
+    @staticmethod
+    def queue_name(actor):
+        return QUEUE_PREFIX + actor
+
+    # -- connection
+
+    def _connect(self):
+        import pika  # only RabbitMQ sidecars need it
+        parameters = pika.URLParameters(self.settings.url)
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
+            try:
+                return pika.BlockingConnection(parameters)
+            except pika.exceptions.AMQPError as exc:
+                if attempt == CONNECT_ATTEMPTS or self.stop.is_set():
+                    raise BrokerError(f"cannot connect to {self.settings.redacted_url} "
+                                      f"after {attempt} attempt(s): {exc!r}") from None
+                backoff = 2 ** (attempt - 1)
+                self.log.warning("cannot connect to %s (%r); retrying in %ds",
+                                 self.settings.redacted_url, exc, backoff)
+                self.stop.wait(backoff)
+        raise AssertionError("unreachable")
+
+    def open(self):
+        self.connection = self._connect()
+        self.channel = self.connection.channel()
+        self.channel.basic_qos(prefetch_count=self.settings.prefetch)
+        self.channel.exchange_declare(self.settings.exchange, exchange_type="topic", durable=True)
+        self.channel.confirm_delivery()
+        own_queue = self.queue_name(self.actor)
+        self._ensure_queue(own_queue)
+        self.channel.basic_consume(own_queue, self._on_message, auto_ack=False)
+
+    def _ensure_queue(self, name):
+        if name not in self._declared:
+            self.channel.queue_declare(name, durable=True)
+            self.channel.queue_bind(name, self.settings.exchange, routing_key=name)
+            self._declared.add(name)
+
+    def _on_message(self, _channel, method, properties, body):
+        name = properties.message_id or f"{self.queue_name(self.actor)}-{method.delivery_tag}-{int(time.time() * 1000)}"
+        self._deliveries.append(Delivery(body, name, method.delivery_tag, method.redelivered))
+
+    # -- the interface of transports.py
+
+    def receive(self, wait):
+        deadline = time.monotonic() + wait
+        while not self.stop.is_set():
+            if self._deliveries:
+                return self._deliveries.popleft()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.connection.process_data_events(time_limit=min(left, 0.2))
+        return None
+
+    def publish_then_ack(self, delivery, hops):
+        import pika
+        properties = pika.BasicProperties(delivery_mode=2, content_type="application/json",
+                                          timestamp=int(time.time()))
+        for queue, envelope in hops:
+            self._ensure_queue(queue)
+            # With confirms on, this returns once the broker has the message
+            # (raises NackError/UnroutableError otherwise).
+            self.channel.basic_publish(self.settings.exchange, queue, encode_message(envelope),
+                                       properties=properties)
+        self.channel.basic_ack(delivery.handle)
+
+    def requeue(self, delivery):
+        self.channel.basic_nack(delivery.handle, requeue=True)
+
+    def while_busy(self, call):
+        outcome = {}
+        done = threading.Event()
+
+        def run():
+            try:
+                outcome["value"] = call()
+            except BaseException as exc:  # re-raised in the caller's thread
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=run, name="runtime-call", daemon=True)
+        worker.start()
+        # Returns the moment the call ends; meanwhile serve heartbeats once a second.
+        while not done.wait(self.HEARTBEAT_SERVICE_PERIOD):
+            self.connection.process_data_events(time_limit=0)
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    def close(self):
+        # Closing the channel returns every unacked delivery to the queue.
+        for closable in (self.channel, self.connection):
+            if closable is None:
+                continue
+            try:
+                if closable.is_open:
+                    closable.close()
+            except Exception as exc:  # closing is best effort; the broker cleans up
+                self.log.debug("closing %r: %r", closable, exc)

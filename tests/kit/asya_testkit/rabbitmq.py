@@ -1,0 +1,176 @@
+"""The test broker and the tests' side of RabbitMQ, shared by every suite.
+
+``Broker`` starts the project's RabbitMQ through tools/rabbitmq.sh (127.0.0.1
+only, state under .tools/rabbitmq/<name>, queues emptied at start) and stops
+it again, unless it was already running, in which case it is left as found.
+
+``AmqpQueues`` is what a test does with queues: publish an envelope to an
+actor the way an upstream sidecar does (the asya exchange, routing key =
+queue name, persistent JSON), and wait for messages to arrive in happy-end or
+error-end. Every message it takes from an end queue is kept, so waiting for
+one id never loses another test's message.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+RABBITMQ_SCRIPT = REPO_ROOT / "tools" / "rabbitmq.sh"
+EXCHANGE = "asya"
+QUEUE_PREFIX = "asya-"
+HAPPY_END = "happy-end"
+ERROR_END = "error-end"
+# A bound on waits, not an expectation of speed.
+WAIT_TIMEOUT = 120.0
+
+
+def broker_unavailable_reason():
+    """One line saying why no broker can run here, or None."""
+    if not Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
+        return "rabbitmq-server is not installed (make rabbitmq installs it)"
+    try:
+        import pika  # noqa: F401
+    except ImportError:
+        return "the pika package is missing (make venv installs requirements-dev.txt)"
+    return None
+
+
+class Broker:
+    """One test broker: `start()` returns its URL; `stop()` stops it if start() started it."""
+
+    def __init__(self, name, port):
+        self.name = name
+        self.port = port
+        self.state_dir = REPO_ROOT / ".tools" / "rabbitmq" / name
+        self.started_here = False
+
+    @property
+    def url(self):
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def _script(self, command, check=True):
+        env = dict(os.environ, ASYA_RABBITMQ_DIR=str(self.state_dir), ASYA_RABBITMQ_PORT=str(self.port))
+        return subprocess.run(["bash", str(RABBITMQ_SCRIPT), command], env=env, check=check,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+
+    def start(self):
+        """Start the broker (with empty queues) unless it runs; return its URL."""
+        already = self._script("status", check=False).returncode == 0
+        if not already:
+            # Durable queues would keep the messages of an earlier, failed run.
+            shutil.rmtree(str(self.state_dir / "mnesia"), ignore_errors=True)
+            result = self._script("start", check=False)
+            if result.returncode != 0:
+                raise RuntimeError(f"tools/rabbitmq.sh start failed:\n{result.stdout}")
+        self.started_here = not already
+        return self.url
+
+    def stop(self):
+        if self.started_here:
+            self._script("stop", check=False)
+            self.started_here = False
+
+
+def queue_name(name):
+    return QUEUE_PREFIX + name
+
+
+class AmqpQueues:
+    def __init__(self, url, exchange=EXCHANGE):
+        import pika
+        self._pika = pika
+        # No heartbeats: a test may sit between two calls for longer than one.
+        parameters = pika.URLParameters(url + ("&" if "?" in url else "?") + "heartbeat=0")
+        self.connection = pika.BlockingConnection(parameters)
+        self.channel = self.connection.channel()
+        self.channel.confirm_delivery()
+        self.exchange = exchange
+        self.channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+        self._declared = set()
+        self.collected = {}  # queue -> messages taken from it so far
+
+    def close(self):
+        if self.connection.is_open:
+            self.connection.close()
+
+    def declare(self, name):
+        queue = queue_name(name)
+        if queue not in self._declared:
+            self.channel.queue_declare(queue, durable=True)
+            self.channel.queue_bind(queue, self.exchange, routing_key=queue)
+            self._declared.add(queue)
+        return queue
+
+    def publish_raw(self, actor, body):
+        queue = self.declare(actor)
+        self.channel.basic_publish(self.exchange, queue, body,
+                                   properties=self._pika.BasicProperties(
+                                       delivery_mode=2, content_type="application/json"))
+
+    def send(self, actor, message_id, payload, actors=None, headers=None, current=0):
+        """Publish a new message for `actor`, with route `actors` (default: just it)."""
+        envelope = {"id": message_id, "route": {"actors": list(actors or [actor]), "current": current},
+                    "payload": payload}
+        if headers is not None:
+            envelope["headers"] = headers
+        self.publish_raw(actor, json.dumps(envelope).encode("utf-8"))
+        return envelope
+
+    def counts(self, name):
+        """(ready, consumers) of an actor's queue, from a passive declare."""
+        result = self.channel.queue_declare(queue_name(name), passive=True)
+        return result.method.message_count, result.method.consumer_count
+
+    def take_all(self, name):
+        """Take every ready message of the queue into `collected` (acked); return the list so far."""
+        queue = self.declare(name)
+        kept = self.collected.setdefault(name, [])
+        while True:
+            method, _properties, body = self.channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                return kept
+            kept.append(json.loads(body.decode("utf-8")))
+
+    def finished(self, name, id_prefix):
+        return [m for m in self.take_all(name)
+                if m.get("id") == id_prefix or str(m.get("id", "")).startswith(id_prefix + "-")]
+
+    def wait_for(self, name, id_prefix, count=1, timeout=WAIT_TIMEOUT, other=None):
+        """Wait until `count` messages of `id_prefix` are in end queue `name`; sorted by id.
+
+        Fails at once if one lands in `other` (the opposite end queue) instead.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            if other is not None:
+                strays = self.finished(other, id_prefix)
+                if strays:
+                    raise AssertionError(f"{id_prefix} landed in {other} instead of {name}: {strays}")
+            found = self.finished(name, id_prefix)
+            if len(found) >= count:
+                return sorted(found, key=lambda m: str(m.get("id")))
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"gave up after {timeout:g}s waiting for {count} message(s) "
+                                     f"{id_prefix} in {name}; found {found}")
+            self.connection.sleep(0.05)
+
+    def happy_end(self, id_prefix, count=1, timeout=WAIT_TIMEOUT):
+        return self.wait_for(HAPPY_END, id_prefix, count, timeout, other=ERROR_END)
+
+    def error_end(self, id_prefix, count=1, timeout=WAIT_TIMEOUT):
+        return self.wait_for(ERROR_END, id_prefix, count, timeout, other=HAPPY_END)
+
+    def wait_until(self, condition, what, timeout=WAIT_TIMEOUT):
+        """Poll `condition()` (keeping this connection served) until it is truthy."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
+            self.connection.sleep(0.05)

@@ -1,0 +1,292 @@
+"""The fake sidecar on a real RabbitMQ, driving the real runtime as a process.
+
+The broker is the project's own (tools/rabbitmq.sh, 127.0.0.1 only), started
+once for this module and stopped at its end. Each test uses actor names of its
+own, so its queues are its own; the end queues are shared and every message
+is looked up by id. Both modes: ``fake`` (status dialect, this project's
+routing and records) and ``go`` (the asya Go sidecar's list dialect,
+runtime-ready file, routing and error-end record).
+"""
+
+import os
+import secrets
+import signal
+import socket
+
+import pytest
+from sidecar_testkit import HANDLERS_DIR, message_lines
+
+from asya_testkit.process import RuntimeProcess
+from asya_testkit.rabbitmq import AmqpQueues, Broker, broker_unavailable_reason, queue_name
+from asya_testkit.wait import wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+BROKER_PORT = 35692  # the sidecar suite's broker; the e2e has its own
+
+
+@pytest.fixture(scope="module")
+def broker():
+    reason = broker_unavailable_reason()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)", pytrace=False)
+        pytest.skip(reason)
+    instance = Broker("sidecar-tests", BROKER_PORT)
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def amqp(broker):
+    client = AmqpQueues(broker.url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def unique(name):
+    return f"{name}-{secrets.token_hex(3)}"
+
+
+def start_runtime(harness, actor, handler, reply_format="status"):
+    """The runtime as a process, in the dialect the sidecar mode expects; returns once it is ready."""
+    process = RuntimeProcess(handler, pythonpath=HANDLERS_DIR, mode="payload",
+                             env={"ASYA_REPLY_FORMAT": reply_format},
+                             socket_dir=harness.socket_dir(actor),
+                             log_path=harness._log_path("runtime-" + actor))
+    process.label = f"the {actor} runtime"
+    harness.processes.append(process)
+    process.start()
+    return process.wait_until_ready(ready_file=reply_format == "list")
+
+
+def start_sidecar(harness, broker, actor, *args, mode="fake", env=None):
+    settings = {"ASYA_TRANSPORT": "rabbitmq", "ASYA_SIDECAR_MODE": mode, "ASYA_RABBITMQ_URL": broker.url}
+    if mode == "go":
+        settings.update({"ASYA_RUNTIME_TIMEOUT": "30s", "ASYA_RUNTIME_READY_TIMEOUT": "30s"})
+    settings.update(env or {})
+    return harness.start_sidecar(actor, *args, env=settings)
+
+
+# ------------------------------------------------------------ fake mode (status dialect)
+
+def test_fake_mode_pipeline_and_fan_out_through_rabbitmq(harness, broker, amqp):
+    split, tail = unique("split"), unique("tail")
+    start_runtime(harness, split, "fan_out.handle")
+    start_runtime(harness, tail, "echo.handle")
+    amqp.send(split, "fo-1", {"items": ["a", "b"]}, actors=[split, tail], headers={"trace": "t"})
+
+    sidecars = [start_sidecar(harness, broker, split), start_sidecar(harness, broker, tail)]
+    done = amqp.happy_end("fo-1", count=2)
+
+    assert [m["id"] for m in done] == ["fo-1", "fo-1-1"]
+    assert [m.get("parent_id") for m in done] == [None, "fo-1"]
+    assert [m["payload"] for m in done] == [{"item": "a"}, {"item": "b"}]
+    assert all(m["route"] == {"actors": [split, tail], "current": 2} for m in done)
+    assert all(m["headers"] == {"trace": "t"} for m in done)
+    for sidecar in sidecars:
+        sidecar.send_signal(signal.SIGTERM)
+        assert sidecar.wait_exit() == 0, sidecar.log_text()
+    assert amqp.counts(split) == (0, 0) and amqp.counts(tail) == (0, 0)
+
+
+def test_fake_mode_handler_error_gets_this_projects_record(harness, broker, amqp):
+    actor = unique("raises")
+    start_runtime(harness, actor, "raises.handle")
+    sent = amqp.send(actor, "bad-1", {"item": "x"})
+
+    start_sidecar(harness, broker, actor)
+    (record,) = amqp.error_end("bad-1")
+
+    assert record["error"] == "processing_error"
+    assert record["type"] == "InventoryError"
+    assert record["actor"] == actor
+    assert record["envelope"] == sent
+
+
+# ------------------------------------------------------------ go mode (list dialect)
+
+def test_go_mode_routes_by_the_route_the_runtime_returns(harness, broker, amqp):
+    first, second = unique("first"), unique("second")
+    start_runtime(harness, first, "fan_out.handle", "list")
+    start_runtime(harness, second, "echo.handle", "list")
+    amqp.send(first, "go-1", {"items": [1, 2, 3]}, actors=[first, second], headers={"trace": "g"})
+
+    start_sidecar(harness, broker, first, mode="go")
+    start_sidecar(harness, broker, second, mode="go")
+    done = amqp.happy_end("go-1", count=3)
+
+    assert [m["id"] for m in done] == ["go-1", "go-1-1", "go-1-2"]
+    assert [m.get("parent_id") for m in done] == [None, "go-1", "go-1"]
+    assert [m["payload"] for m in done] == [{"item": 1}, {"item": 2}, {"item": 3}]
+    # The runtime advanced current once per actor; the sidecar sent it as it was.
+    assert all(m["route"] == {"actors": [first, second], "current": 2} for m in done)
+
+
+def test_go_mode_empty_reply_sends_the_input_itself_to_happy_end(harness, broker, amqp):
+    actor = unique("nothing")
+    start_runtime(harness, actor, "nothing.handle", "list")
+    sent = amqp.send(actor, "none-1", {"x": 1})
+
+    start_sidecar(harness, broker, actor, mode="go")
+    (done,) = amqp.happy_end("none-1")
+
+    assert done == sent
+
+
+def test_go_mode_error_gets_the_go_sidecars_error_end_record(harness, broker, amqp):
+    actor = unique("raises")
+    start_runtime(harness, actor, "raises.handle", "list")
+    amqp.send(actor, "gerr-1", {"item": "x"})
+
+    sidecar = start_sidecar(harness, broker, actor, mode="go")
+    (record,) = amqp.error_end("gerr-1")
+
+    assert record["id"] == "gerr-1"
+    assert record["route"] == {"actors": [actor], "current": 0}
+    payload = record["payload"]
+    assert payload["error"] == "processing_error"
+    assert payload["details"]["type"] == "InventoryError"
+    assert "no stock for item 'x'" in payload["details"]["message"]
+    assert "Traceback" in payload["details"]["traceback"]
+    assert payload["original_payload"] == {"item": "x"}
+    wait_for(lambda: message_lines(sidecar), "the sidecar's log line")
+    [line] = message_lines(sidecar)
+    assert line["outcome"] == "error" and line["error"] == "processing_error"
+
+
+def test_go_mode_refuses_a_message_for_another_actor(harness, broker, amqp):
+    actor = unique("mine")
+    start_runtime(harness, actor, "echo.handle", "list")
+    amqp.send(actor, "wrong-1", {"x": 1}, actors=["someone-else", actor])
+
+    start_sidecar(harness, broker, actor, mode="go")
+    (record,) = amqp.error_end("wrong-1")
+
+    assert "Route mismatch" in record["payload"]["error"]
+    assert record["payload"]["original_payload"] == {"x": 1}
+
+
+def test_go_mode_waits_for_runtime_ready_before_consuming(harness, broker, amqp):
+    actor = unique("late")
+    amqp.send(actor, "late-1", {"x": 1})
+    sidecar = start_sidecar(harness, broker, actor, mode="go")
+    wait_for(lambda: "starting: mode=go" in sidecar.log_text(), "the sidecar to start")
+    # A bare socket file is not enough: the Go sidecar waits for runtime-ready.
+    os.makedirs(harness.socket_dir(actor), exist_ok=True)
+    stray = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stray.bind(harness.socket_path(actor))
+    stray.listen(1)
+    try:
+        assert amqp.counts(actor) == (1, 0), "nothing consumes before the runtime is ready"
+    finally:
+        stray.close()
+        os.unlink(harness.socket_path(actor))
+
+    start_runtime(harness, actor, "echo.handle", "list")
+    (done,) = amqp.happy_end("late-1")
+    assert done["route"]["current"] == 1
+    assert "runtime ready" in sidecar.log_text()
+
+
+def test_go_mode_gives_up_when_the_runtime_never_gets_ready(harness, broker, amqp):
+    actor = unique("lonely")
+    amqp.send(actor, "lonely-1", {"x": 1})
+
+    sidecar = start_sidecar(harness, broker, actor, mode="go", env={"ASYA_RUNTIME_READY_TIMEOUT": "1s"})
+
+    assert sidecar.wait_exit() == 1, sidecar.log_text()
+    assert "runtime not ready after 1s" in sidecar.log_text()
+    assert amqp.counts(actor) == (1, 0), "the message is left in its queue"
+
+
+# ------------------------------------------------------------ acknowledgement and redelivery
+
+def test_message_is_unacked_while_in_the_handler_and_redelivered_after_sidecar_sigkill(harness, broker, amqp):
+    actor = unique("gated")
+    start_runtime(harness, actor, "gated.handle", "list")
+    started, gate = harness.path("started"), harness.path("gate")
+    amqp.send(actor, "kill-1", {"started": started, "gate": gate})
+
+    doomed = start_sidecar(harness, broker, actor, mode="go")
+    wait_for(lambda: os.path.exists(started), "the handler to start")
+    # prefetch 1, not acked: the broker holds it for this consumer.
+    assert amqp.counts(actor) == (0, 1)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait_exit()
+    amqp.wait_until(lambda: amqp.counts(actor) == (1, 0), "the broker to take the message back")
+    os.unlink(started)
+    open(gate, "w").close()  # the orphaned call ends; its reply goes nowhere
+
+    survivor = start_sidecar(harness, broker, actor, mode="go")
+    (done,) = amqp.happy_end("kill-1")
+
+    assert done["payload"]["gate"] == gate
+    assert os.path.exists(started), "the survivor ran the handler again"
+    survivor.send_signal(signal.SIGTERM)
+    assert survivor.wait_exit() == 0
+    assert amqp.finished("happy-end", "kill-1") == [done], "delivered once"
+
+
+@pytest.mark.parametrize("mode", ["fake", "go"])
+def test_runtime_crash_mid_message_requeues_it_and_it_completes_once(harness, broker, amqp, mode):
+    actor = unique("crashy")
+    reply_format = "list" if mode == "go" else "status"
+    runtime = start_runtime(harness, actor, "crash_once.handle", reply_format)
+    marker, calls = harness.path("crashed"), harness.path("calls")
+    amqp.send(actor, "crash-1", {"marker": marker, "calls": calls})
+
+    sidecar = start_sidecar(harness, broker, actor, mode=mode)
+    assert runtime.wait_exit() == 17, runtime.log_text()
+    wait_for(lambda: "outcome=requeued" in sidecar.log_text(), "the sidecar to requeue the message")
+    assert amqp.finished("error-end", "crash-1") == []
+    start_runtime(harness, actor, "crash_once.handle", reply_format)
+
+    (done,) = amqp.happy_end("crash-1")
+    assert done["payload"]["marker"] == marker
+    with open(calls) as handle:
+        assert handle.read().count("call") == 2, "one crashed call, one that completed"
+    sidecar.send_signal(signal.SIGTERM)
+    assert sidecar.wait_exit() == 0, sidecar.log_text()
+    assert amqp.finished("happy-end", "crash-1") == [done]
+    assert amqp.finished("error-end", "crash-1") == []
+
+
+def test_two_sidecars_on_one_queue_take_each_message_once(harness, broker, amqp):
+    actor, count = unique("work"), 100
+    for replica in ("a", "b"):
+        start_runtime(harness, actor + "-" + replica, "echo.handle", "list")
+    for n in range(count):
+        amqp.send(actor, f"cc-{n}", {"n": n})
+
+    sidecars = [start_sidecar(harness, broker, actor, mode="go",
+                              env={"ASYA_SOCKET_DIR": harness.socket_dir(actor + "-" + r)})
+                for r in ("a", "b")]
+    amqp.wait_until(lambda: len(amqp.finished("happy-end", "cc")) >= count, "every message to finish")
+    for sidecar in sidecars:
+        sidecar.send_signal(signal.SIGTERM)
+    assert [s.wait_exit() for s in sidecars] == [0, 0]
+
+    ids = sorted(m["id"] for m in amqp.finished("happy-end", "cc"))
+    assert ids == sorted(f"cc-{n}" for n in range(count))
+    handled = [line["id"] for s in sidecars for line in message_lines(s)]
+    assert sorted(handled) == ids, "each message handled by exactly one sidecar"
+
+
+def test_topology_matches_the_go_sidecar(broker, amqp):
+    import pika
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    try:
+        channel = connection.channel()
+        # Passive declares fail unless the exchange is a durable topic exchange
+        # and the queue durable, as the sidecar declared them.
+        channel.exchange_declare("asya", exchange_type="topic", durable=True, passive=True)
+        amqp.declare("probe-actor")
+        channel.queue_declare(queue_name("probe-actor"), durable=True, passive=True)
+    finally:
+        connection.close()
