@@ -945,12 +945,16 @@ class HandlerCaller:
     def _call_with_deadline(self, argument):
         self.started = time.monotonic()
         self._deadline_armed = True
-        signal.setitimer(signal.ITIMER_REAL, self.timeout)
+        signal.setitimer(signal.ITIMER_REAL, self.timeout)  # replaces the previous call's timer
         try:
             return self._call(argument)
         finally:
+            # The timer is left to run out rather than stopped, which would
+            # cost a second system call per message (docs/performance.md): a
+            # signal after this point finds the deadline disarmed and is
+            # ignored, and an interrupted system call of the runtime's own is
+            # retried by Python.
             self._deadline_armed = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
             self.started = None
 
     def _on_deadline(self, signum, frame):
