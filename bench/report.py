@@ -48,11 +48,24 @@ def _measure_rows(results, large_chunk):
             small["floor-control"]["msgs_per_s_ratio"],
         ),
     ]
+    variants = variant_names(small)
+    for variant in variants:
+        figures = small[f"runtime-{variant}"]
+        rows.append(
+            (f"{label}, {variant}: messages/s", num(figures["msgs_per_s"]), num(fl["msgs_per_s"]),
+             figures["msgs_per_s_ratio"])
+        )
+        rows.append(
+            (f"{label}, {variant}: p99 latency (µs)", num(figures["p99_us"]), num(fl["p99_us"]),
+             figures["p99_us_ratio"])
+        )
     for size, row in results["sizes"].items():
-        for name, chunk in ((large, large_chunk), ("runtime", DEFAULT_CHUNK)):
+        measured = [(large, large_chunk, ""), ("runtime", DEFAULT_CHUNK, "")]
+        measured += [(f"{large}-{variant}", large_chunk, f", {variant}") for variant in variants]
+        for name, chunk, variant in measured:
             rows.append(
                 (
-                    f"{human_size(size)}: MB/s in / out, chunk {human_size(chunk)}",
+                    f"{human_size(size)}: MB/s in / out, chunk {human_size(chunk)}{variant}",
                     _pair(row[name]["mb_in"], row[name]["mb_out"]),
                     _pair(row["floor"]["mb_in"], row["floor"]["mb_out"]),
                     row[name]["mb_in_ratio"],
@@ -101,15 +114,24 @@ def results_table(all_results, large_chunk):
     return "\n".join(lines)
 
 
+def variant_names(servers):
+    """The runtime variants measured (runtime-list, runtime-deadline, ...): their suffixes."""
+    return [name.split("-", 1)[1] for name in servers if name.startswith("runtime-") and _chunk_of(name) is None]
+
+
 def sweep_size_of(results):
     for size, row in results["sizes"].items():
-        if sum(1 for name in row if name.startswith("runtime")) > 2:
+        if sum(1 for name in row if _chunk_of(name) is not None) > 2:
             return size
     return None
 
 
 def _chunk_of(name):
-    return DEFAULT_CHUNK if name == "runtime" else int(name.split("-", 1)[1])
+    """The ASYA_CHUNK_SIZE of a default-settings runtime server, None for any other server."""
+    if name == "runtime":
+        return DEFAULT_CHUNK
+    kind, _, chunk = name.partition("-")
+    return int(chunk) if kind == "runtime" and chunk.isdigit() else None
 
 
 def chunk_sweep_table(all_results):
@@ -118,7 +140,7 @@ def chunk_sweep_table(all_results):
     if size is None:
         return ""
     rows = [r["sizes"][size] for r in all_results]
-    chunks = sorted(_chunk_of(name) for name in rows[0] if name.startswith("runtime"))
+    chunks = sorted(_chunk_of(name) for name in rows[0] if _chunk_of(name) is not None)
     lines = [
         "| ASYA_CHUNK_SIZE |" + "".join(f" {r['short']} MB/s in | ratio |" for r in all_results),
         "|---|" + "---:|---:|" * len(all_results),

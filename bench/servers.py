@@ -24,7 +24,7 @@ SOCKET_NAME = "asya-runtime.sock"
 DEFAULT_CHUNK_SIZE = 4096
 
 
-def server_environment(socket_dir, chunk_size):
+def server_environment(socket_dir, chunk_size, extra_env=None):
     env = {key: value for key, value in os.environ.items() if not key.startswith(("ASYA_", "PYTHON"))}
     env.update(
         ASYA_SOCKET_DIR=socket_dir,
@@ -35,6 +35,7 @@ def server_environment(socket_dir, chunk_size):
     )
     if chunk_size is not None:
         env["ASYA_CHUNK_SIZE"] = str(chunk_size)
+    env.update(extra_env or {})
     return env
 
 
@@ -42,7 +43,8 @@ class Server:
     """One server process: kind is "runtime" or "floor"."""
 
     def __init__(
-        self, kind, interpreter, work_dir, chunk_size=None, wrapper=(), name=None, cpus=None, script=None
+        self, kind, interpreter, work_dir, chunk_size=None, wrapper=(), name=None, cpus=None, script=None,
+        env=None,
     ):
         self.kind = kind
         self.interpreter = interpreter
@@ -54,7 +56,7 @@ class Server:
         script = script or (RUNTIME_SCRIPT if kind == "runtime" else FLOOR_SCRIPT)
         self.command = [interpreter.path, *wrapper, script]
         # The floor ignores ASYA_CHUNK_SIZE; it gets the same environment anyway.
-        self.env = server_environment(self.socket_dir, chunk_size)
+        self.env = server_environment(self.socket_dir, chunk_size, env)
         self.cpus = cpus  # CPUs the process may run on; None: any
         self.process = None
 
