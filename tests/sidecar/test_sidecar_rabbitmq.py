@@ -278,15 +278,49 @@ def test_two_sidecars_on_one_queue_take_each_message_once(harness, broker, amqp)
     assert sorted(handled) == ids, "each message handled by exactly one sidecar"
 
 
-def test_topology_matches_the_go_sidecar(broker, amqp):
+def _redeclare_refused(broker, declare):
+    """True when the broker refuses `declare(channel)` (PRECONDITION_FAILED: different properties)."""
     import pika
     connection = pika.BlockingConnection(pika.URLParameters(broker.url))
     try:
-        channel = connection.channel()
-        # Passive declares fail unless the exchange is a durable topic exchange
-        # and the queue durable, as the sidecar declared them.
-        channel.exchange_declare("asya", exchange_type="topic", durable=True, passive=True)
-        amqp.declare("probe-actor")
-        channel.queue_declare(queue_name("probe-actor"), durable=True, passive=True)
+        declare(connection.channel())
+        return False
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        return exc.reply_code == 406
     finally:
-        connection.close()
+        if connection.is_open:
+            connection.close()
+
+
+def test_topology_is_the_go_sidecars(harness, broker, amqp):
+    actor = unique("topo")
+    start_runtime(harness, actor, "echo.handle", "list")
+    sidecar = start_sidecar(harness, broker, actor, mode="go")
+    amqp.wait_until(lambda: _consumers(broker, actor) == 1, "the sidecar to consume its queue")
+
+    # Declared by the sidecar: a durable queue asya-<actor> on a durable topic
+    # exchange "asya"; declaring either with other properties is refused.
+    assert _redeclare_refused(broker, lambda ch: ch.queue_declare(queue_name(actor), durable=False))
+    assert _redeclare_refused(broker, lambda ch: ch.exchange_declare("asya", exchange_type="direct", durable=True))
+    # Bound with its own name as the routing key: a message published to the
+    # exchange under that key reaches the actor (and comes out in happy-end).
+    amqp.channel.basic_publish("asya", queue_name(actor), b'{"id": "topo-1", "route": {"actors": ["%s"], '
+                               b'"current": 0}, "payload": {"x": 1}}' % actor.encode())
+    (done,) = amqp.happy_end("topo-1")
+    assert done["route"] == {"actors": [actor], "current": 1}
+    sidecar.send_signal(signal.SIGTERM)
+    assert sidecar.wait_exit() == 0
+
+
+def _consumers(broker, actor):
+    """Consumers of the actor's queue, 0 while it does not exist (on a connection of its own:
+    a passive declare of a missing queue closes the channel)."""
+    import pika
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    try:
+        return connection.channel().queue_declare(queue_name(actor), passive=True).method.consumer_count
+    except pika.exceptions.ChannelClosedByBroker:
+        return 0
+    finally:
+        if connection.is_open:
+            connection.close()
