@@ -1,10 +1,14 @@
 """Fixtures of the e2e suite: one backend per session, with every scenario's actors.
 
 `pytest tests/e2e --backend podman` (make e2e) or `--backend kind` (make e2e-kind).
-The backend is created once: it deploys all the releases of releases.py, the
-tests share them, and its finalizer removes every pod, container and volume
-even when deploying or a test failed. A failed test gets the pods' states and
-logs appended to its report.
+The test broker (tools/rabbitmq.sh: RabbitMQ on 127.0.0.1:35682, state under
+.tools/rabbitmq/e2e) is started once, before any pod, and stopped at the end
+of the session, failed or not (unless it was already running). The backend
+is created once: it deploys all the releases of releases.py, the tests share
+them, and its finalizer removes every pod, container and volume even when
+deploying or a test failed. A failed test gets the pods' states and logs
+appended to its report. Figures a test measures (messages per second) are
+printed at the end of the run.
 
 A backend whose tools are missing skips the scenarios with one reason, except
 podman under CI (the CI variable set), where it is a failure: CI must run the
@@ -22,8 +26,12 @@ E2E_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(E2E_DIR), str(E2E_DIR.parents[1] / "fake-sidecar")]
 
 import e2e_session  # noqa: E402  (path set just above)
-from e2e_queues import Queues  # noqa: E402
+from backends.base import BROKER_PORT  # noqa: E402
 from releases import RELEASES  # noqa: E402
+
+from asya_testkit.rabbitmq import AmqpQueues, Broker, broker_unavailable_reason  # noqa: E402
+
+FIGURES = []
 
 BACKENDS = ("podman", "kind")
 
@@ -59,7 +67,22 @@ def queue_root(e2e_work_dir):
 
 
 @pytest.fixture(scope="session")
-def backend(request, queue_root, e2e_work_dir):
+def broker():
+    reason = e2e_session.unavailable_reason() or broker_unavailable_reason()
+    if reason:
+        if e2e_session.failing_instead_of_skipping():
+            pytest.fail(reason + " (CI is set, so this is a failure, not a skip)", pytrace=False)
+        pytest.skip(reason)
+    instance = Broker("e2e", BROKER_PORT)
+    instance.start()
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture(scope="session")
+def backend(request, queue_root, e2e_work_dir, broker):
     reason = e2e_session.unavailable_reason()
     if reason:
         if e2e_session.failing_instead_of_skipping():
@@ -82,9 +105,27 @@ def backend(request, queue_root, e2e_work_dir):
         instance.cleanup()
 
 
+@pytest.fixture(scope="session")
+def queues(broker):
+    """The tests' side of RabbitMQ: publish to actors, wait in happy-end and error-end."""
+    client = AmqpQueues(broker.url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 @pytest.fixture
-def queues(queue_root):
-    return Queues(queue_root)
+def record_figure():
+    """record_figure(text): a measured figure, printed at the end of the run."""
+    return FIGURES.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("e2e figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -11,12 +11,15 @@ import pytest
 import yaml
 from backends import kind
 from backends.base import (
+    BROKER_URL,
     CHART_DIR,
     COMMON_VALUES,
     HELM,
     QUEUE_MOUNT_PATH,
     QUEUE_VOLUME,
     SIDECAR_CONTAINER,
+    broker_values,
+    deep_merge,
     deployments_of,
     helm_template_command,
     queue_volume_values,
@@ -29,8 +32,9 @@ from backends.podman import (
     deployment_to_pod,
     kube_play_command,
     pod_stop_command,
+    probes_of,
 )
-from releases import RELEASES, SLOW
+from releases import LATE_RELEASES, RELEASES, SLOW
 
 KUBERNETES_VERSION = "1.32.0"  # the kind node image's minor version
 HOST_QUEUE_DIR = "/tmp/asya-e2e-test/queues"
@@ -51,8 +55,9 @@ def render(tmp_path_factory):
     return render_release
 
 
-def podman_overlay():
-    return queue_volume_values(HOST_QUEUE_DIR)
+def podman_overlay(release=None):
+    overlay = queue_volume_values(HOST_QUEUE_DIR)
+    return deep_merge(overlay, broker_values(release)) if release is not None else overlay
 
 
 def volumes_by_name(spec):
@@ -65,19 +70,26 @@ def all_containers(spec):
 
 # ---------------------------------------------------------------- podman
 
-@pytest.mark.parametrize("release", RELEASES, ids=lambda r: r.name)
-def test_podman_pod_runs_once_with_volumes_of_its_own(render, release):
-    deployment = render(release, podman_overlay())
+ALL_RELEASES = RELEASES + list(LATE_RELEASES.values())
 
-    pod, own_volumes = deployment_to_pod(deployment, "asya-e2e-abc123-x")
+
+@pytest.mark.parametrize("release", ALL_RELEASES, ids=lambda r: r.name)
+def test_podman_pod_runs_once_with_volumes_of_its_own(render, release):
+    deployment = render(release, podman_overlay(release))
+
+    pod, own_dirs = deployment_to_pod(deployment, "asya-e2e-abc123-x", volume_root="/v")
 
     spec = pod["spec"]
     assert pod["kind"] == "Pod" and pod["metadata"]["name"] == "asya-e2e-abc123-x"
     assert spec["restartPolicy"] == "Never"
     volumes = volumes_by_name(spec)
-    empty_dirs = sorted(name for name, volume in volumes.items() if "emptyDir" in volume)
-    assert empty_dirs == own_volumes == [
-        "asya-e2e-abc123-x-asya-runtime", "asya-e2e-abc123-x-asya-socket", "asya-e2e-abc123-x-asya-tmp"]
+    # Each emptyDir is a directory of this pod's own on the host, so podman
+    # never derives its owner from the host's /var/run (see podman.py).
+    assert not [name for name, volume in volumes.items() if "emptyDir" in volume]
+    assert own_dirs == ["/v/asya-e2e-abc123-x-asya-runtime", "/v/asya-e2e-abc123-x-asya-socket",
+                        "/v/asya-e2e-abc123-x-asya-tmp"]
+    for name in ("asya-runtime", "asya-socket", "asya-tmp"):
+        assert volumes[name]["hostPath"] == {"path": f"/v/asya-e2e-abc123-x-{name}", "type": "Directory"}
     # The queue directory stays the one host directory every pod shares.
     assert volumes[QUEUE_VOLUME]["hostPath"] == {"path": HOST_QUEUE_DIR, "type": "Directory"}
     for container in all_containers(spec):
@@ -86,23 +98,39 @@ def test_podman_pod_runs_once_with_volumes_of_its_own(render, release):
     sidecar = next(c for c in spec["containers"] if c["name"] == SIDECAR_CONTAINER)
     assert {"name": QUEUE_VOLUME, "mountPath": QUEUE_MOUNT_PATH} in sidecar["volumeMounts"]
     assert pod["metadata"]["annotations"][INIT_CONTAINER_TYPE] == "always"
+    # Every e2e sidecar talks to the broker on the host's loopback.
+    assert spec["hostNetwork"] is True
+    assert {"name": "ASYA_RABBITMQ_URL", "value": BROKER_URL} in sidecar["env"]
+    assert not [entry for c in all_containers(spec) for entry in c.get("env", []) if "valueFrom" in entry]
     kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
 
 
-def test_podman_pod_keeps_everything_but_probes_restart_policy_and_volume_names(render):
-    deployment = render(RELEASES[0], podman_overlay())
+def test_podman_pod_keeps_everything_but_probes_restart_policy_volumes_and_downward_env(render):
+    deployment = render(RELEASES[0], podman_overlay(RELEASES[0]))
     template = deployment["spec"]["template"]["spec"]
 
     pod, _ = deployment_to_pod(deployment, "p")
 
     for before, after in zip(all_containers(template), all_containers(pod["spec"])):
-        for key in ("name", "image", "command", "args", "env", "securityContext", "resources"):
+        for key in ("name", "image", "command", "args", "securityContext", "resources", "volumeMounts"):
             assert before.get(key) == after.get(key), f"{before['name']}.{key} changed"
         assert not {"startupProbe", "readinessProbe", "livenessProbe"} & set(after)
-        renamed_back = [dict(m, name=m["name"].replace("p-asya-", "asya-")) for m in after.get("volumeMounts", [])]
-        assert renamed_back == before.get("volumeMounts", [])
+        # The namespace from the downward API becomes its value, as the kubelet resolves it.
+        resolved = [dict(entry, value="default") if "valueFrom" in entry else entry
+                    for entry in before.get("env", [])]
+        for entry in resolved:
+            entry.pop("valueFrom", None)
+        assert after.get("env", []) == resolved
     assert pod["spec"]["terminationGracePeriodSeconds"] == template["terminationGracePeriodSeconds"]
     assert pod["spec"]["securityContext"] == template["securityContext"]
+
+
+def test_the_chart_probes_are_kept_for_the_tests_that_run_them(render):
+    pod_probes = probes_of(render(RELEASES[0], podman_overlay(RELEASES[0])))
+
+    runtime = pod_probes["asya-runtime"]
+    assert {"livenessProbe", "readinessProbe"} <= set(runtime)
+    assert runtime["livenessProbe"]["exec"]["command"][-1] == "--probe"
 
 
 def test_two_podman_pods_of_one_release_share_no_volume(render):
@@ -128,6 +156,10 @@ def test_podman_commands_use_no_network_and_the_pods_grace_period(render):
 
     assert kube_play_command("/w/slow.pod.yaml") == [
         "podman", "kube", "play", "--network", "none", "--quiet", "/w/slow.pod.yaml"]
+    # A hostNetwork pod shares the host's loopback; no network is defined
+    # (kube play without --network would define podman-default-kube-network).
+    assert kube_play_command("/w/slow.pod.yaml", host_network=True) == [
+        "podman", "kube", "play", "--network", "host", "--quiet", "/w/slow.pod.yaml"]
     # tests/e2e/values/slow-handler.yaml gives the pod 90 s to finish its message.
     assert pod_stop_command("asya-e2e-abc123-slow", PodmanPod(slow, "asya-e2e-abc123-slow", pod, volumes).grace_seconds) == [
         "podman", "pod", "stop", "--time", "90", "asya-e2e-abc123-slow"]
@@ -233,6 +265,13 @@ def test_no_scenario_values_file_sets_pod_volumes():
     # The backend's overlay sets workload.template.spec.volumes (the queue
     # directory) and helm replaces lists whole: a scenario's volumes would
     # silently disappear.
-    for release in RELEASES:
+    for release in ALL_RELEASES:
         spec = yaml.safe_load(release.values_path.read_text()).get("workload", {}).get("template", {}).get("spec", {})
         assert "volumes" not in spec, f"{release.values_file} sets workload.template.spec.volumes"
+
+
+def test_kind_says_the_broker_is_out_of_its_pods_reach(monkeypatch):
+    monkeypatch.setattr(kind, "missing_prerequisite", lambda: None)
+
+    with pytest.raises(kind.BackendUnavailable, match="RabbitMQ on the host's 127.0.0.1"):
+        kind.KindBackend.check_available()

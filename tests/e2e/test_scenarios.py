@@ -2,9 +2,12 @@
 
 Each one goes through the whole path a user depends on: helm renders the
 chart, the init container copies the runtime into an unmodified model image,
-the model's own interpreter runs it, and the fake sidecar feeds it messages
-from its queue and forwards the results. The tests only put envelopes into
-queues and read happy-end / error-end, logs and exit codes.
+the model's own interpreter runs it, and the sidecar feeds it messages from
+its RabbitMQ queue and forwards the results. The sidecar is the fake one
+standing in for the asya Go sidecar (chart flavor asya, `list` dialect); the
+pipeline and error scenarios run a second time in this project's `status`
+dialect (flavor fake on RabbitMQ). The tests only publish envelopes and read
+happy-end / error-end, logs and exit codes.
 """
 
 import e2e_session
@@ -15,9 +18,12 @@ from releases import (
     MISSPELT,
     PACKAGE_HANDLER,
     RAISES,
+    RAISES_STATUS,
     ROUTER,
+    ROUTER_STATUS,
     SLOW,
     SPLITTER,
+    SPLITTER_STATUS,
     TWO_TREES,
 )
 
@@ -76,30 +82,32 @@ def test_handler_imports_from_both_pythonpath_entries(backend, queues):
     }
 
 
-@pytest.mark.releases(ROUTER, SPLITTER)
-def test_two_releases_route_dynamically_then_fan_out_to_happy_end(backend, queues):
-    backend.wait_ready(ROUTER)
-    backend.wait_ready(SPLITTER)
-    queues.send(ROUTER, "pipe-1", {"text": "alpha beta gamma"}, headers={"trace": "t-4"})
-    queues.send(ROUTER, "solo-1", {"text": "alone"})
+@pytest.mark.parametrize("router, splitter", [(ROUTER, SPLITTER), (ROUTER_STATUS, SPLITTER_STATUS)],
+                         ids=["list", "status"])
+def test_two_releases_route_dynamically_then_fan_out_to_happy_end(backend, queues, router, splitter):
+    backend.wait_ready(router)
+    backend.wait_ready(splitter)
+    queues.send(router, f"{router}-pipe-1", {"text": "alpha beta gamma"}, headers={"trace": "t-4"})
+    queues.send(router, f"{router}-solo-1", {"text": "alone"})
 
-    fanned_out = queues.happy_end("pipe-1", count=3)
-    (unsplit,) = queues.happy_end("solo-1")
+    fanned_out = queues.happy_end(f"{router}-pipe-1", count=3)
+    (unsplit,) = queues.happy_end(f"{router}-solo-1")
 
     # The router added the splitter step; the splitter made one message per
     # word: the first keeps the input id, the others are <id>-<i> with parent_id.
-    assert [m["id"] for m in fanned_out] == ["pipe-1", "pipe-1-1", "pipe-1-2"]
-    assert [m.get("parent_id") for m in fanned_out] == [None, "pipe-1", "pipe-1"]
+    first = f"{router}-pipe-1"
+    assert [m["id"] for m in fanned_out] == [first, f"{first}-1", f"{first}-2"]
+    assert [m.get("parent_id") for m in fanned_out] == [None, first, first]
     assert [m["payload"] for m in fanned_out] == [
         {"word": "alpha", "position": 0, "of": 3},
         {"word": "beta", "position": 1, "of": 3},
         {"word": "gamma", "position": 2, "of": 3},
     ]
     for message in fanned_out:
-        assert message["route"] == {"actors": [ROUTER, SPLITTER], "current": 2}
-        assert message["headers"] == {"trace": "t-4", "routed-by": "router: 3 words, added splitter"}
+        assert message["route"] == {"actors": [router, splitter], "current": 2}
+        assert message["headers"] == {"trace": "t-4", "routed-by": f"router: 3 words, added {splitter}"}
     # A one-word message keeps its one-step route: it ends after the router.
-    assert unsplit["route"] == {"actors": [ROUTER], "current": 1}
+    assert unsplit["route"] == {"actors": [router], "current": 1}
     assert unsplit["payload"] == {"text": "alone"}
 
 
@@ -112,10 +120,32 @@ def test_handler_exception_sends_the_message_to_error_end_and_the_actor_keeps_se
     (record,) = queues.error_end("bad-1")
     (good,) = queues.happy_end("good-1")
 
+    # The asya Go sidecar's error-end envelope: the input's id and route, the
+    # runtime's code and details, the original payload.
+    assert record["id"] == "bad-1"
+    assert record["route"] == {"actors": [RAISES], "current": 0}
+    assert record["payload"]["error"] == "processing_error"
+    details = record["payload"]["details"]
+    assert details["type"] == "ValueError"
+    assert "payload needs a numeric 'amount'; it has keys: price" in details["message"]
+    assert "require_amount" in details["traceback"]
+    assert record["payload"]["original_payload"] == sent["payload"]
+    assert good["payload"] == {"amount": 5, "valid": True}
+
+
+@pytest.mark.releases(RAISES_STATUS)
+def test_handler_exception_in_the_status_dialect_gets_this_projects_record(backend, queues):
+    backend.wait_ready(RAISES_STATUS)
+    sent = queues.send(RAISES_STATUS, "sbad-1", {"price": 3})
+    queues.send(RAISES_STATUS, "sgood-1", {"amount": 5})
+
+    (record,) = queues.error_end("sbad-1")
+    (good,) = queues.happy_end("sgood-1")
+
     assert record["error"] == "processing_error"
     assert record["type"] == "ValueError"
     assert "payload needs a numeric 'amount'; it has keys: price" in record["message"]
-    assert record["actor"] == RAISES
+    assert record["actor"] == RAISES_STATUS
     assert record["envelope"]["payload"] == sent["payload"]
     assert "require_amount" in record["traceback"]
     assert good["payload"] == {"amount": 5, "valid": True}
@@ -136,7 +166,7 @@ def test_misspelt_handler_stops_the_runtime_and_the_sidecar_reports_not_ready(ba
     assert sidecar.exit_code != 0
     assert "runtime not ready after 5s" in sidecar.log, sidecar.log
     # The sidecar gave up without touching its queue: the message is still there.
-    assert [m["id"] for m in queues.waiting(MISSPELT)] == ["never-1"]
+    assert queues.counts(MISSPELT) == (1, 0)
     assert queues.finished("error-end", "never-1") == []
 
 
@@ -152,8 +182,8 @@ def test_stopping_the_pod_lets_the_message_in_flight_finish(backend, queues):
 
     (done,) = queues.happy_end("slow-1")
     assert done["payload"] == {"label": "slow-1", "slept_seconds": 3}
-    assert queues.waiting(SLOW) == []
-    assert queues.claimed(SLOW) == []
+    # Nothing waiting, nothing held by a consumer: acked, then the pod went.
+    assert queues.counts(SLOW) == (0, 0)
     # Both containers got SIGTERM while the message was in flight, finished
     # it, and exited cleanly rather than being killed.
     runtime, sidecar = exits[RUNTIME_CONTAINER], exits[SIDECAR_CONTAINER]

@@ -3,16 +3,23 @@
 A backend takes helm releases of charts/asya-actor (one per actor) and runs
 their pods somewhere real: podman pods on this machine (podman.py) or a kind
 cluster (kind.py). The scenarios in tests/e2e talk to the actors only the way
-a user's pipeline would: through the queue directory that every sidecar
-mounts, plus the containers' logs and exit codes, which the backend fetches.
+a user's pipeline would: through RabbitMQ, plus the containers' logs and exit
+codes, which the backend fetches.
 
-    test ──enqueue──► <queue_root>/<actor>/        (host directory)
-                           │ hostPath volume, mounted at /var/asya/queues
+    test ──publish──► RabbitMQ 127.0.0.1:35682, queue asya-<actor>
+                           │ (the pod shares the host's loopback)
                            ▼
               pod: asya-sidecar ──unix socket──► asya-runtime (model image)
                            │
                            ▼
-    test ◄──read────  <queue_root>/happy-end/, error-end/
+    test ◄──consume── asya-happy-end, asya-error-end
+
+The sidecar image is this project's fake sidecar. With the chart's
+`sidecar.flavor: asya` it stands in for the asya Go sidecar (same variables,
+`list` dialect, runtime-ready file); with `flavor: fake` plus
+ASYA_TRANSPORT=rabbitmq in its env it uses this project's `status` dialect.
+The sidecars also mount a queue directory (the file transport), which no
+scenario uses any more; `make demo` and tests/sidecar still do.
 """
 
 import abc
@@ -27,6 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = REPO_ROOT / "charts" / "asya-actor"
 VALUES_DIR = REPO_ROOT / "tests" / "e2e" / "values"
 COMMON_VALUES = VALUES_DIR / "common.yaml"
+# The e2e's own broker (tools/rabbitmq.sh, 127.0.0.1 only); the sidecar tests use another port.
+BROKER_PORT = 35682
+BROKER_URL = f"amqp://guest:guest@127.0.0.1:{BROKER_PORT}/"
 HELM = REPO_ROOT / ".tools" / "bin" / "helm"
 
 # Names the chart gives the pod's containers.
@@ -110,6 +120,30 @@ def queue_volume_values(host_path):
     return {"workload": {"template": {"spec": {"volumes": [
         {"name": QUEUE_VOLUME, "hostPath": {"path": str(host_path), "type": "Directory"}},
     ]}}}}
+
+
+def broker_values(release, url=BROKER_URL):
+    """Values that point the release's sidecar at the test broker.
+
+    `sidecar.rabbitmq.url` for the asya flavor, and ASYA_RABBITMQ_URL in
+    `sidecar.env` for a fake-flavor sidecar on RabbitMQ. helm replaces lists
+    whole, so the scenario's own `sidecar.env` entries are carried over.
+    """
+    values = yaml.safe_load(release.values_path.read_text()) or {}
+    env = [entry for entry in (values.get("sidecar") or {}).get("env") or []
+           if entry.get("name") != "ASYA_RABBITMQ_URL"]
+    env.append({"name": "ASYA_RABBITMQ_URL", "value": url})
+    return {"sidecar": {"rabbitmq": {"url": url}, "env": env}}
+
+
+def deep_merge(base, extra):
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def helm_values_args(release, overlay_path):

@@ -123,6 +123,10 @@ def scale_to_zero_patch():
     return {"spec": {"replicas": 0}}
 
 
+BROKER_NOT_REACHABLE = ("the scenarios talk to RabbitMQ on the host's 127.0.0.1, which kind's pods cannot reach; "
+                        "a broker inside the cluster is not provided yet")
+
+
 def missing_prerequisite(which=shutil.which, run=subprocess.run, helm=HELM, node_image=None):
     """One line naming the first thing `make e2e-kind` lacks here, or None."""
     if which("kind") is None:
@@ -192,6 +196,10 @@ class KindBackend(ActorBackend):
         reason = missing_prerequisite()
         if reason:
             raise BackendUnavailable(reason)
+        # The scenarios publish to RabbitMQ on this host's 127.0.0.1, which a
+        # kind node's pods cannot reach; a broker inside the cluster is not
+        # provided yet (docs/e2e.md).
+        raise BackendUnavailable(BROKER_NOT_REACHABLE)
 
     # -- deploy
 
@@ -394,12 +402,9 @@ def main(argv):
     if argv != ["--preflight"]:
         print("usage: python -m backends.kind --preflight", file=sys.stderr)
         return 2
-    reason = missing_prerequisite()
-    if reason:
-        print(f"e2e-kind: skipped: {reason}")
-        return 1
-    print("e2e-kind: docker, kind, helm and kind's node image are available")
-    return 0
+    reason = missing_prerequisite() or BROKER_NOT_REACHABLE
+    print(f"e2e-kind: skipped: {reason}")
+    return 1
 
 
 if __name__ == "__main__":

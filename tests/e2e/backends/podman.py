@@ -7,9 +7,14 @@ Why the Deployment is rewritten rather than played as it is (podman 4.3):
 - a played Deployment restarts its init container forever; a `kind: Pod`
   with `restartPolicy: Never` runs it once and keeps the exit codes of the
   other containers for the test to read;
-- kube play names an emptyDir's volume after the Kubernetes volume name, so
-  two pods with an `asya-socket` emptyDir would share one volume (and one
-  socket); each pod's emptyDirs get its own names, removed in cleanup();
+- an emptyDir becomes a hostPath directory of the pod's own, mode 0777,
+  under the session's work directory (what a kubelet makes of an emptyDir).
+  kube play's own emptyDir is a podman volume named after the Kubernetes
+  volume (two pods would share one socket), and podman 4.3 sets that
+  volume's owner and mode from the *host's* directory at the mount path when
+  the image's /var/run is a symlink (Debian's is): with a host /var/run/asya
+  (root, 0755) the runtime could not create its socket. A bind-mounted
+  directory is not touched by podman; cleanup() removes it;
 - kube play deletes an init container once it has run, with its log; the
   pod annotation INIT_CONTAINER_TYPE=always keeps it (its log is part of a
   failure report). It would run again if the pod restarted; these never do;
@@ -17,8 +22,11 @@ Why the Deployment is rewritten rather than played as it is (podman 4.3):
   not exist here (every kube play would log errors): they are dropped. The
   kind backend runs the probes for real.
 
-No network is ever created: kube play runs with `--network none`, and the
-containers talk over the socket volume and the queue directory only.
+No network is ever created: kube play runs with `--network none`; a pod
+whose sidecar uses RabbitMQ gets `hostNetwork: true` and is played with
+`--network host`, so it shares the host's loopback, where the test broker
+listens on 127.0.0.1 (no bridge, no CNI interface: kube play without a
+--network would define its podman-default-kube-network).
 """
 
 import copy
@@ -41,6 +49,8 @@ from .base import (
     BackendUnavailable,
     ContainerExit,
     DeployError,
+    broker_values,
+    deep_merge,
     deployments_of,
     helm_template_command,
     queue_volume_values,
@@ -74,15 +84,29 @@ def container_name(pod_name, container):
     return f"{pod_name}-{container}"
 
 
-def deployment_to_pod(deployment, pod_name, extra_labels=None):
+DOWNWARD_FIELDS = {
+    "metadata.namespace": lambda pod_name: "default",
+    "metadata.name": lambda pod_name: pod_name,
+}
+
+
+def uses_rabbitmq(container):
+    return any(entry.get("name") == "ASYA_TRANSPORT" and entry.get("value") == "rabbitmq"
+               for entry in container.get("env") or [])
+
+
+def deployment_to_pod(deployment, pod_name, extra_labels=None, volume_root="/tmp/asya-e2e-volumes"):
     """The Pod that runs one replica of `deployment` under podman kube play.
 
-    Returns (pod manifest, names of the per-pod emptyDir volumes). The pod
-    spec is the Deployment's template with three changes (see the module
-    docstring): restartPolicy Never, emptyDirs renamed `<pod>-<name>`
-    everywhere they are mounted, exec probes removed; and the pod keeps its
-    init containers. Everything else (images, commands, env, mounts,
-    securityContext, grace period) is kept.
+    Returns (pod manifest, host directories of its emptyDirs). The pod spec
+    is the Deployment's template with these changes (see the module
+    docstring): restartPolicy Never; each emptyDir a hostPath directory
+    `<volume_root>/<pod>-<name>` (the caller creates it, mode 0777); exec
+    probes removed (probes_of keeps them for the tests that run them);
+    downward-API env entries resolved (podman 4.3 has no fieldRef for the
+    namespace); hostNetwork when the sidecar talks to RabbitMQ; and the pod
+    keeps its init containers. Everything else (images, commands, env,
+    mounts, securityContext, grace period) is kept.
     """
     replicas = deployment["spec"].get("replicas", 1)
     if replicas != 1:
@@ -90,16 +114,25 @@ def deployment_to_pod(deployment, pod_name, extra_labels=None):
                          "the podman backend runs exactly one pod per release")
     template = copy.deepcopy(deployment["spec"]["template"])
     spec = template["spec"]
-    renamed = {}
+    host_dirs = []
     for volume in spec.get("volumes") or []:
         if "emptyDir" in volume:
-            renamed[volume["name"]] = f"{pod_name}-{volume['name']}"
-            volume["name"] = renamed[volume["name"]]
+            host_dir = f"{volume_root}/{pod_name}-{volume['name']}"
+            del volume["emptyDir"]
+            volume["hostPath"] = {"path": host_dir, "type": "Directory"}
+            host_dirs.append(host_dir)
     for container in (spec.get("initContainers") or []) + spec["containers"]:
-        for mount in container.get("volumeMounts") or []:
-            mount["name"] = renamed.get(mount["name"], mount["name"])
         for probe in PROBES:
             container.pop(probe, None)
+        for entry in container.get("env") or []:
+            # podman 4.3 refuses fieldRef metadata.namespace: resolve it as the
+            # kubelet would (the pod's namespace, "default" here).
+            field = ((entry.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+            if field in DOWNWARD_FIELDS:
+                entry.pop("valueFrom")
+                entry["value"] = DOWNWARD_FIELDS[field](pod_name)
+    if any(uses_rabbitmq(container) for container in spec["containers"]):
+        spec["hostNetwork"] = True
     spec["restartPolicy"] = "Never"
     metadata = template.get("metadata") or {}
     labels = dict(metadata.get("labels") or {})
@@ -112,11 +145,19 @@ def deployment_to_pod(deployment, pod_name, extra_labels=None):
         "metadata": {"name": pod_name, "labels": labels, "annotations": annotations},
         "spec": spec,
     }
-    return pod, sorted(renamed.values())
+    return pod, sorted(host_dirs)
 
 
-def kube_play_command(pod_yaml_path):
-    return ["podman", "kube", "play", "--network", "none", "--quiet", str(pod_yaml_path)]
+def probes_of(deployment):
+    """{container: {probe: probe spec}} of the Deployment's pod template (for tests that run them)."""
+    spec = deployment["spec"]["template"]["spec"]
+    return {container["name"]: {probe: copy.deepcopy(container[probe]) for probe in PROBES if probe in container}
+            for container in (spec.get("initContainers") or []) + spec["containers"]}
+
+
+def kube_play_command(pod_yaml_path, host_network=False):
+    return ["podman", "kube", "play", "--network", "host" if host_network else "none",
+            "--quiet", str(pod_yaml_path)]
 
 
 def pod_stop_command(pod_name, grace_seconds):
@@ -128,11 +169,12 @@ def pod_stop_command(pod_name, grace_seconds):
 class PodmanPod:
     """What deploy() made for one release, so that cleanup() can remove it."""
 
-    def __init__(self, release, name, manifest, volumes):
+    def __init__(self, release, name, manifest, volumes, probes=None):
         self.release = release
         self.name = name
         self.manifest = manifest
         self.volumes = volumes
+        self.probes = probes or {}
         self.play_output = ""
 
     @property
@@ -142,6 +184,14 @@ class PodmanPod:
 
     def container(self, container):
         return container_name(self.name, container)
+
+    @property
+    def host_network(self):
+        return bool(self.manifest["spec"].get("hostNetwork"))
+
+    def probe(self, container, probe):
+        """The exec command of one of the chart's probes (dropped from the played pod)."""
+        return self.probes[container][probe]["exec"]["command"]
 
     @property
     def container_names(self):
@@ -162,6 +212,7 @@ class PodmanBackend(ActorBackend):
         self.env = podman_env()
         self.pods = {}
         self._lock = threading.Lock()
+        self.volume_root = self.work_dir / "volumes"
 
     # -- availability
 
@@ -186,21 +237,25 @@ class PodmanBackend(ActorBackend):
 
     def render_pod(self, release):
         """helm template the release and convert its Deployment; records the pod."""
-        overlay = write_yaml(self.work_dir / f"{release.name}.queue-values.yaml",
-                             queue_volume_values(self.queue_root))
+        overlay = write_yaml(self.work_dir / f"{release.name}.backend-values.yaml",
+                             deep_merge(queue_volume_values(self.queue_root), broker_values(release)))
         rendered = run_command(helm_template_command(release, overlay, self.helm)).stdout
         (deployment,) = deployments_of(rendered)
         name = pod_name_for(self.session_id, release.name)
-        manifest, volumes = deployment_to_pod(deployment, name, {SESSION_LABEL: self.session_id})
-        pod = PodmanPod(release, name, manifest, volumes)
+        manifest, volumes = deployment_to_pod(deployment, name, {SESSION_LABEL: self.session_id},
+                                              volume_root=str(self.volume_root))
+        pod = PodmanPod(release, name, manifest, volumes, probes_of(deployment))
         with self._lock:
             self.releases[release.name] = release
             self.pods[release.name] = pod
         return pod
 
     def _play(self, pod):
+        for host_dir in pod.volumes:
+            os.makedirs(host_dir, exist_ok=True)
+            os.chmod(host_dir, 0o777)  # an emptyDir's mode: any container user may write
         path = write_yaml(self.work_dir / f"{pod.release.name}.pod.yaml", pod.manifest)
-        result = run_command(kube_play_command(path), env=self.env, check=False)
+        result = run_command(kube_play_command(path, pod.host_network), env=self.env, check=False)
         pod.play_output = result.stderr  # stdout only lists the new IDs
         if result.returncode != 0:
             raise DeployError(f"podman kube play {path} exited {result.returncode}:\n"
@@ -257,6 +312,21 @@ class PodmanBackend(ActorBackend):
         state = wait_until(exited_state, timeout, f"container {container} of {release_name} to exit")
         return ContainerExit(state["ExitCode"], self.logs(release_name, container))
 
+    def exec(self, release_name, container, argv, timeout=60):
+        """Run argv in the container as the kubelet runs an exec probe; returns the CompletedProcess."""
+        return self._podman("exec", self._pod(release_name).container(container), *argv,
+                            check=False, timeout=timeout)
+
+    def probe_command(self, release_name, container, probe):
+        return self._pod(release_name).probe(container, probe)
+
+    def kill_container(self, release_name, container, signal_name="KILL"):
+        self._podman("kill", "--signal", signal_name, self._pod(release_name).container(container))
+
+    def start_container(self, release_name, container):
+        """Start an exited container of the pod again (a kubelet restart, by hand)."""
+        self._podman("start", self._pod(release_name).container(container))
+
     def stop_pod(self, release_name):
         pod = self._pod(release_name)
         self._podman(*pod_stop_command(pod.name, pod.grace_seconds)[1:],
@@ -300,6 +370,7 @@ class PodmanBackend(ActorBackend):
         """Remove every pod (with its containers) and every per-pod volume.
 
         Runs after failures too, so each step ignores what is already gone.
+        The pods' emptyDir directories go with the volume root.
         """
         pods = list(self.pods.values())
         self._remove_pods([pod.name for pod in pods])
@@ -307,9 +378,4 @@ class PodmanBackend(ActorBackend):
         # exception between play and bookkeeping) carry the session label.
         self._remove_pods(self._podman("pod", "ps", "--quiet", "--filter",
                                        f"label={SESSION_LABEL}={self.session_id}", check=False).stdout.split())
-        volumes = [volume for pod in pods for volume in pod.volumes]
-        if volumes:
-            existing = set(self._podman("volume", "ls", "--quiet", check=False).stdout.split())
-            to_remove = [volume for volume in volumes if volume in existing]
-            if to_remove:
-                self._podman("volume", "rm", "--force", *to_remove, check=False)
+        shutil.rmtree(str(self.volume_root), ignore_errors=True)
