@@ -12,10 +12,14 @@ import os
 import secrets
 import signal
 import socket
+import subprocess
+import sys
 
 import pytest
-from sidecar_testkit import HANDLERS_DIR, message_lines
+from sidecar_testkit import HANDLERS_DIR, SIDECAR_DIR, message_lines
 
+from asya_testkit.interpreters import OLDEST_MINOR, find_interpreter
+from asya_testkit.paths import REPO_ROOT
 from asya_testkit.process import RuntimeProcess
 from asya_testkit.rabbitmq import AmqpQueues, Broker, broker_unavailable_reason, queue_name
 from asya_testkit.wait import wait_for
@@ -53,9 +57,9 @@ def unique(name):
     return f"{name}-{secrets.token_hex(3)}"
 
 
-def start_runtime(harness, actor, handler, reply_format="status"):
+def start_runtime(harness, actor, handler, reply_format="status", python=None):
     """The runtime as a process, in the dialect the sidecar mode expects; returns once it is ready."""
-    process = RuntimeProcess(handler, pythonpath=HANDLERS_DIR, mode="payload",
+    process = RuntimeProcess(handler, python=python, pythonpath=HANDLERS_DIR, mode="payload",
                              env={"ASYA_REPLY_FORMAT": reply_format},
                              socket_dir=harness.socket_dir(actor),
                              log_path=harness._log_path("runtime-" + actor))
@@ -65,12 +69,12 @@ def start_runtime(harness, actor, handler, reply_format="status"):
     return process.wait_until_ready(ready_file=reply_format == "list")
 
 
-def start_sidecar(harness, broker, actor, *args, mode="fake", env=None):
+def start_sidecar(harness, broker, actor, *args, mode="fake", env=None, python=None):
     settings = {"ASYA_TRANSPORT": "rabbitmq", "ASYA_SIDECAR_MODE": mode, "ASYA_RABBITMQ_URL": broker.url}
     if mode == "go":
         settings.update({"ASYA_RUNTIME_TIMEOUT": "30s", "ASYA_RUNTIME_READY_TIMEOUT": "30s"})
     settings.update(env or {})
-    return harness.start_sidecar(actor, *args, env=settings)
+    return harness.start_sidecar(actor, *args, env=settings, python=python)
 
 
 # ------------------------------------------------------------ fake mode (status dialect)
@@ -203,6 +207,31 @@ def test_go_mode_gives_up_when_the_runtime_never_gets_ready(harness, broker, amq
     assert sidecar.wait_exit() == 1, sidecar.log_text()
     assert "runtime not ready after 1s" in sidecar.log_text()
     assert amqp.counts(actor) == (1, 0), "the message is left in its queue"
+
+
+def test_go_mode_on_rabbitmq_runs_on_python_37_with_the_images_pika(harness, broker, amqp):
+    interpreter, _ = find_interpreter(OLDEST_MINOR)
+    if interpreter is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but no Python 3.7 was found (python3.7 or ~/.pyenv/versions/3.7.*)")
+        pytest.skip("no Python 3.7 found (python3.7 on PATH or ~/.pyenv/versions/3.7.*)")
+    # The pinned, sha256-checked wheel the image unpacks; a pure-Python wheel
+    # also imports straight from the zip.
+    wheels = harness.path("wheels")
+    subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "fetch_wheels.py"), wheels],
+                   check=True, stdout=subprocess.DEVNULL)
+    (wheel,) = [os.path.join(wheels, name) for name in os.listdir(wheels) if name.startswith("pika-")]
+    actor = unique("py37")
+    start_runtime(harness, actor, "fan_out.handle", "list", python=interpreter.path)
+    amqp.send(actor, "py37-1", {"items": ["a", "b"]})
+
+    sidecar = start_sidecar(harness, broker, actor, mode="go", python=interpreter.path,
+                            env={"PYTHONPATH": os.pathsep.join([SIDECAR_DIR, wheel])})
+    done = amqp.happy_end("py37-1", count=2)
+
+    assert [m["id"] for m in done] == ["py37-1", "py37-1-1"]
+    sidecar.send_signal(signal.SIGTERM)
+    assert sidecar.wait_exit() == 0, sidecar.log_text()
 
 
 # ------------------------------------------------------------ acknowledgement and redelivery
