@@ -76,7 +76,12 @@ prepare_context() {
             rm -rf "$context"
             mkdir -p "$context"
             cp -r "$repo_root/fake-sidecar/asya_sidecar" "$repo_root/fake-sidecar/.dockerignore" "$context/"
-            "${PYTHON:-python3}" "$repo_root/tools/fetch_wheels.py" "$context/wheels" \
+            # pip downloads the wheel: the venv's, when PYTHON has no pip (Debian's python3).
+            local wheel_python=${PYTHON:-python3}
+            if ! "$wheel_python" -m pip --version >/dev/null 2>&1 && [[ -x $repo_root/.venv/bin/python ]]; then
+                wheel_python=$repo_root/.venv/bin/python
+            fi
+            "$wheel_python" "$repo_root/tools/fetch_wheels.py" "$context/wheels" \
                 | sed 's/^/build-images: /' \
                 || die "tools/fetch_wheels.py failed"
             ;;

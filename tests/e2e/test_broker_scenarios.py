@@ -173,6 +173,7 @@ def test_a_handler_past_handler_timeout_goes_to_error_end_and_the_next_message_s
 def test_two_pods_on_one_queue_process_each_of_500_messages_once(backend, queues):
     backend.wait_ready(COMPETE_A)
     backend.wait_ready(COMPETE_B)
+    queues.wait_for_consumers(COMPETE_QUEUE, 2)
     expected = [f"cc-{n:03d}" for n in range(COMPETING_MESSAGES)]
     for n, message_id in enumerate(expected):
         queues.send(COMPETE_QUEUE, message_id, {"n": n})
@@ -194,6 +195,7 @@ def test_two_pods_on_one_queue_process_each_of_500_messages_once(backend, queues
 def test_three_actor_pipeline_throughput_through_rabbitmq(backend, queues, record_figure):
     for release in PIPELINE:
         backend.wait_ready(release)
+        queues.wait_for_consumers(release)
     route = list(PIPELINE)
 
     started = time.monotonic()

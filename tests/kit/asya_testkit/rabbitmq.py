@@ -125,6 +125,16 @@ class AmqpQueues:
         result = self.channel.queue_declare(queue_name(name), passive=True)
         return result.method.message_count, result.method.consumer_count
 
+    def wait_for_consumers(self, name, count=1, timeout=WAIT_TIMEOUT):
+        """Wait until `count` consumers (sidecars) consume the actor's queue.
+
+        A runtime that listens is not a sidecar that consumes: the Go sidecar
+        polls for runtime-ready every 500 ms and only then subscribes.
+        """
+        self.declare(name)
+        self.wait_until(lambda: self.counts(name)[1] >= count,
+                        f"{count} consumer(s) on {queue_name(name)}", timeout)
+
     def take_all(self, name):
         """Take every ready message of the queue into `collected` (acked); return the list so far."""
         queue = self.declare(name)
