@@ -892,6 +892,7 @@ HANDLER_TIMEOUT_GRACE = 2.0
 # The last resort, for C code that also holds the GIL so that no Python thread
 # can run: faulthandler's own thread dumps the stacks and exits this much later.
 STUCK_DUMP_MARGIN = 2.0
+# The longest the deadline watchdog sleeps between looks at the call in flight.
 WATCHDOG_POLL = 0.25
 EXIT_HANDLER_STUCK = 4
 
@@ -920,16 +921,21 @@ class HandlerCaller:
     `async def` handler and reused for every message; a generator or an async
     generator is drained into a list (fan-out), so an exception half way
     leaves no partial output. With a timeout, `call` is interrupted by
-    HandlerTimeout once the deadline passes (SIGALRM: the server runs in the
-    main thread).
+    HandlerTimeout once the deadline passes (the server runs in the main
+    thread).
+
+    The deadline costs the call two clock reads: the server's watchdog thread
+    (ActorServer._watch_deadlines) notices a call past its deadline and sends
+    SIGALRM to the main thread, whose handler raises HandlerTimeout there. A
+    timer per call (setitimer) would cost a system call per message, a
+    measurable share of a small message (docs/performance.md).
     """
 
     def __init__(self, function, timeout=0.0):
         self.function = function
         self.timeout = timeout
-        self.started = None  # monotonic start of the call under a deadline, for the watchdog
+        self.started = None  # monotonic start of the call under a deadline
         self._loop = self._new_loop() if is_async_function(function) else None
-        self._deadline_armed = False
         if timeout:
             signal.signal(signal.SIGALRM, self._on_deadline)
             self.call = self._call_with_deadline
@@ -944,22 +950,16 @@ class HandlerCaller:
 
     def _call_with_deadline(self, argument):
         self.started = time.monotonic()
-        self._deadline_armed = True
-        signal.setitimer(signal.ITIMER_REAL, self.timeout)  # replaces the previous call's timer
         try:
             return self._call(argument)
         finally:
-            # The timer is left to run out rather than stopped, which would
-            # cost a second system call per message (docs/performance.md): a
-            # signal after this point finds the deadline disarmed and is
-            # ignored, and an interrupted system call of the runtime's own is
-            # retried by Python.
-            self._deadline_armed = False
             self.started = None
 
     def _on_deadline(self, signum, frame):
-        if self._deadline_armed:
-            self._deadline_armed = False
+        # A signal that arrives late, after the call it was meant for, finds
+        # no call past its deadline and is ignored.
+        started = self.started
+        if started is not None and time.monotonic() - started >= self.timeout:
             raise HandlerTimeout(f"the handler ran longer than ASYA_HANDLER_TIMEOUT={self.timeout:g} s")
 
     def _drain(self, result):
@@ -1061,7 +1061,6 @@ class ActorServer:
         self._small_reply = 0
         self._scratch = new_scratch(config.chunk_size)
         self._in_flight = None  # (conn, message id) of the message being handled
-        self._stuck_dump_armed = False
         # With a deadline, the watchdog thread may answer a stuck call; the
         # lock keeps its reply and a late one of the main thread apart.
         self._reply_lock = None
@@ -1274,42 +1273,56 @@ class ActorServer:
         import threading  # only a runtime with a deadline pays for it
 
         self._reply_lock = threading.Lock()
-        threading.Thread(target=self._watch_for_stuck_calls, name="asya-deadline-watchdog", daemon=True).start()
+        main_thread = threading.main_thread().ident
+        threading.Thread(
+            target=self._watch_deadlines, args=(main_thread,), name="asya-deadline-watchdog", daemon=True
+        ).start()
 
-    def _watch_for_stuck_calls(self):
-        """Thread: a call still running HANDLER_TIMEOUT_GRACE after its deadline
-        is stuck where HandlerTimeout cannot reach it; answer its message and
-        exit, so that Kubernetes restarts the container."""
+    def _watch_deadlines(self, main_thread):
+        """Thread: interrupt a call at its deadline; give up on it after the grace period.
+
+        At the deadline, SIGALRM goes to the main thread: it interrupts a
+        blocking system call there, and its handler raises HandlerTimeout in
+        the handler's code. A call still running HANDLER_TIMEOUT_GRACE later is
+        stuck where that cannot reach (C code, or a handler that swallowed
+        it): its message is answered from here and the process exits, so that
+        Kubernetes restarts the container.
+        """
         import faulthandler
 
-        # SIGALRM must reach the main thread, where it interrupts the handler's
-        # system calls; a thread that does not block it could take it instead.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
-        limit = self.caller.timeout + HANDLER_TIMEOUT_GRACE
+        caller = self.caller
+        poll = max(0.01, min(WATCHDOG_POLL, caller.timeout / 4))
+        interrupted = None  # the start time of the last call sent SIGALRM
+        last_resort_armed = False
         while True:
-            started = self.caller.started
+            started = caller.started
+            if last_resort_armed and started != interrupted:  # that call ended after all
+                faulthandler.cancel_dump_traceback_later()
+                last_resort_armed = False
             if started is None:
-                time.sleep(WATCHDOG_POLL)
+                time.sleep(poll)
                 continue
-            if not self._stuck_dump_armed:
-                # Armed only once a call has lasted a poll, so a short call costs nothing.
-                self._stuck_dump_armed = True
-                faulthandler.dump_traceback_later(
-                    max(0.1, started + limit + STUCK_DUMP_MARGIN - time.monotonic()), exit=True
-                )
-            remaining = started + limit - time.monotonic()
-            if remaining > 0:
-                time.sleep(min(remaining, WATCHDOG_POLL))
-                if self.caller.started != started:
-                    faulthandler.cancel_dump_traceback_later()
-                    self._stuck_dump_armed = False
+            deadline = started + caller.timeout
+            now = time.monotonic()
+            if now < deadline:
+                time.sleep(min(deadline - now, poll))
+                continue
+            if interrupted != started:
+                interrupted = started
+                signal.pthread_kill(main_thread, signal.SIGALRM)
+                # Only a call past its deadline arms the last resort.
+                last_resort_armed = True
+                faulthandler.dump_traceback_later(HANDLER_TIMEOUT_GRACE + STUCK_DUMP_MARGIN, exit=True)
+                continue
+            if now < deadline + HANDLER_TIMEOUT_GRACE:
+                time.sleep(min(deadline + HANDLER_TIMEOUT_GRACE - now, poll))
                 continue
             # Under the lock, no reply of the main thread is on its way.
             with self._reply_lock:
-                if self.caller.started == started:
-                    self._answer_stuck_call_and_exit()
+                if caller.started == started:
+                    self._answer_stuck_call_and_exit(main_thread)
 
-    def _answer_stuck_call_and_exit(self):
+    def _answer_stuck_call_and_exit(self, main_thread):
         in_flight = self._in_flight
         conn, message_id = in_flight if in_flight else (None, None)
         exc = HandlerTimeout(
@@ -1317,7 +1330,7 @@ class ActorServer:
             f"interrupted within {HANDLER_TIMEOUT_GRACE:g} s more (stuck outside Python code); "
             f"the runtime exits with code {EXIT_HANDLER_STUCK} to be restarted"
         )
-        main_frame = sys._current_frames().get(threading_main_ident())
+        main_frame = sys._current_frames().get(main_thread)
         stack = "".join(traceback.format_stack(main_frame)) if main_frame is not None else ""
         where = f"Handler stack when it was given up (most recent call last):\n{stack}" if stack else ""
         reply = error_reply(PROCESSING_ERROR, exc, self.config.reply_format, traceback_text=where)
@@ -1327,12 +1340,6 @@ class ActorServer:
         self._remove_own_files()
         logging.shutdown()
         os._exit(EXIT_HANDLER_STUCK)
-
-
-def threading_main_ident():
-    import threading
-
-    return threading.main_thread().ident
 
 
 # --------------------------------------------------------------------------
