@@ -99,10 +99,11 @@ the way a pod starts it (`python3 /opt/asya/asya_runtime.py`): `python asya_runt
 **Runtime variants.** Two settings change the runtime's own work per message, and
 each is measured as a server of its own against the same targets as the default:
 `list` (`ASYA_REPLY_FORMAT=list`, the asya Go sidecar's reply array, `route.current`
-advanced) and `deadline` (`ASYA_HANDLER_TIMEOUT=30`: one `setitimer` per message;
-the timer is left to run out instead of being stopped, which saves a second system
-call per message). One more target bounds the deadline's own cost: its small-message
-rate may be at most 3% below the default runtime's, measured side by side.
+advanced) and `deadline` (`ASYA_HANDLER_TIMEOUT=30`: two clock reads per call and a
+watchdog thread that signals the main thread only when a call passes its deadline;
+an earlier design with one `setitimer` system call per message cost 3-6% of the
+small-message rate in A/B runs). One more target bounds the deadline's own cost: its
+small-message rate may be at most 3% below the default runtime's, measured side by side.
 
 **Started the same way**: the same interpreter binary, the same environment
 (`ASYA_SOCKET_DIR`, `ASYA_HANDLER=bench_identity.identity`, `ASYA_CHUNK_SIZE`,
