@@ -126,10 +126,7 @@ test-sidecar: venv rabbitmq ## fake sidecar tests against the real runtime as pr
 # ---------------------------------------------------------------- end to end (docs/e2e.md)
 .PHONY: e2e
 e2e: images helm venv rabbitmq ## chart + images on podman pods, RabbitMQ on 127.0.0.1 (started and stopped here): 17 scenarios, adapter tests (~85 s; ~5 min fresh)
-	@# The session fixture stops the broker; the stop after pytest covers a killed session.
-	$(PYTEST) --timeout 600 -p no:cacheprovider -rs tests/e2e --backend podman; status=$$?; \
-		ASYA_RABBITMQ_DIR=$(TOOLS)/rabbitmq/e2e ASYA_RABBITMQ_PORT=35682 bash tools/rabbitmq.sh stop >/dev/null; \
-		exit $$status
+	$(PYTEST) --timeout 600 -p no:cacheprovider -rs tests/e2e --backend podman
 
 .PHONY: e2e-kind
 e2e-kind: venv helm ## the same e2e scenarios on a kind cluster; one line and exit 0 when docker/kind/registry is missing

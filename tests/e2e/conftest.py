@@ -1,9 +1,10 @@
 """Fixtures of the e2e suite: one backend per session, with every scenario's actors.
 
 `pytest tests/e2e --backend podman` (make e2e) or `--backend kind` (make e2e-kind).
-The test broker (tools/rabbitmq.sh: RabbitMQ on 127.0.0.1:35682, state under
-.tools/rabbitmq/e2e) is started once, before any pod, and stopped at the end
-of the session, failed or not (unless it was already running). The backend
+The test broker (tools/rabbitmq.sh: RabbitMQ on free 127.0.0.1 ports, state
+under .tools/rabbitmq/e2e-<port>) is started once, before any pod, and
+stopped at the end of the session, failed or not; two sessions at once get
+a broker each. The backend
 is created once: it deploys all the releases of releases.py, the tests share
 them, and its finalizer removes every pod, container and volume even when
 deploying or a test failed. A failed test gets the pods' states and logs
@@ -26,7 +27,6 @@ E2E_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(E2E_DIR), str(E2E_DIR.parents[1] / "fake-sidecar")]
 
 import e2e_session  # noqa: E402  (path set just above)
-from backends.base import BROKER_PORT  # noqa: E402
 from releases import RELEASES  # noqa: E402
 
 from asya_testkit.rabbitmq import AmqpQueues, Broker, broker_unavailable_reason  # noqa: E402
@@ -73,7 +73,7 @@ def broker():
         if e2e_session.failing_instead_of_skipping():
             pytest.fail(reason + " (CI is set, so this is a failure, not a skip)", pytrace=False)
         pytest.skip(reason)
-    instance = Broker("e2e", BROKER_PORT)
+    instance = Broker("e2e")  # free loopback ports of its own
     instance.start()
     try:
         yield instance
@@ -90,7 +90,7 @@ def backend(request, queue_root, e2e_work_dir, broker):
         pytest.skip(reason)
     files_dir = e2e_work_dir / "backend"
     files_dir.mkdir()
-    instance = e2e_session.backend_class()(queue_root, files_dir)
+    instance = e2e_session.backend_class()(queue_root, files_dir, broker_url=broker.url)
     try:
         instance.deploy(RELEASES)
     except BaseException:

@@ -1,7 +1,7 @@
 """The fake sidecar on a real RabbitMQ, driving the real runtime as a process.
 
-The broker is the project's own (tools/rabbitmq.sh, 127.0.0.1 only), started
-once for this module and stopped at its end. Each test uses actor names of its
+The broker is the project's own (tools/rabbitmq.sh, 127.0.0.1 only, free
+ports), started once for this module and stopped at its end. Each test uses actor names of its
 own, so its queues are its own; the end queues are shared and every message
 is looked up by id. Both modes: ``fake`` (status dialect, this project's
 routing and records) and ``go`` (the asya Go sidecar's list dialect,
@@ -26,7 +26,6 @@ from asya_testkit.wait import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
-BROKER_PORT = 35692  # the sidecar suite's broker; the e2e has its own
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +35,7 @@ def broker():
         if os.environ.get("CI"):
             pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)", pytrace=False)
         pytest.skip(reason)
-    instance = Broker("sidecar-tests", BROKER_PORT)
+    instance = Broker("sidecar-tests")  # free loopback ports of its own
     instance.start()
     try:
         yield instance

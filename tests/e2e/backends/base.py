@@ -6,7 +6,7 @@ cluster (kind.py). The scenarios in tests/e2e talk to the actors only the way
 a user's pipeline would: through RabbitMQ, plus the containers' logs and exit
 codes, which the backend fetches.
 
-    test ──publish──► RabbitMQ 127.0.0.1:35682, queue asya-<actor>
+    test ──publish──► RabbitMQ 127.0.0.1:<port>, queue asya-<actor>
                            │ (the pod shares the host's loopback)
                            ▼
               pod: asya-sidecar ──unix socket──► asya-runtime (model image)
@@ -34,9 +34,9 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = REPO_ROOT / "charts" / "asya-actor"
 VALUES_DIR = REPO_ROOT / "tests" / "e2e" / "values"
 COMMON_VALUES = VALUES_DIR / "common.yaml"
-# The e2e's own broker (tools/rabbitmq.sh, 127.0.0.1 only); the sidecar tests use another port.
-BROKER_PORT = 35682
-BROKER_URL = f"amqp://guest:guest@127.0.0.1:{BROKER_PORT}/"
+# The URL the rendered pods get when no session broker is set (the adapter
+# tests); a session's broker (conftest.py) has free ports of its own.
+BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 HELM = REPO_ROOT / ".tools" / "bin" / "helm"
 
 # Names the chart gives the pod's containers.
@@ -200,9 +200,10 @@ class ActorBackend(abc.ABC):
 
     name = "?"
 
-    def __init__(self, queue_root, work_dir):
+    def __init__(self, queue_root, work_dir, broker_url=BROKER_URL):
         self.queue_root = Path(queue_root)
         self.work_dir = Path(work_dir)
+        self.broker_url = broker_url
         self.releases = {}
 
     @classmethod

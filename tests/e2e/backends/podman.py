@@ -39,6 +39,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from .base import (
+    BROKER_URL,
     HELM,
     IMAGES,
     REPO_ROOT,
@@ -205,8 +206,8 @@ class PodmanPod:
 class PodmanBackend(ActorBackend):
     name = "podman"
 
-    def __init__(self, queue_root, work_dir, helm=HELM):
-        super().__init__(queue_root, work_dir)
+    def __init__(self, queue_root, work_dir, helm=HELM, broker_url=BROKER_URL):
+        super().__init__(queue_root, work_dir, broker_url)
         self.helm = helm
         self.session_id = secrets.token_hex(3)
         self.env = podman_env()
@@ -238,7 +239,8 @@ class PodmanBackend(ActorBackend):
     def render_pod(self, release):
         """helm template the release and convert its Deployment; records the pod."""
         overlay = write_yaml(self.work_dir / f"{release.name}.backend-values.yaml",
-                             deep_merge(queue_volume_values(self.queue_root), broker_values(release)))
+                             deep_merge(queue_volume_values(self.queue_root),
+                                        broker_values(release, self.broker_url)))
         rendered = run_command(helm_template_command(release, overlay, self.helm)).stdout
         (deployment,) = deployments_of(rendered)
         name = pod_name_for(self.session_id, release.name)

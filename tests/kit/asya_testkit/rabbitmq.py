@@ -1,8 +1,8 @@
 """The test broker and the tests' side of RabbitMQ, shared by every suite.
 
 ``Broker`` starts the project's RabbitMQ through tools/rabbitmq.sh (127.0.0.1
-only, state under .tools/rabbitmq/<name>, queues emptied at start) and stops
-it again, unless it was already running, in which case it is left as found.
+only, free ports, state under .tools/rabbitmq/<name>-<port>) and stops it
+again, removing its state.
 
 ``AmqpQueues`` is what a test does with queues: publish an envelope to an
 actor the way an upstream sidecar does (the asya exchange, routing key =
@@ -13,7 +13,9 @@ one id never loses another test's message.
 
 import json
 import os
+import random
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -39,13 +41,40 @@ def broker_unavailable_reason():
     return None
 
 
-class Broker:
-    """One test broker: `start()` returns its URL; `stop()` stops it if start() started it."""
+def _loopback_port_free(port):
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        probe.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
 
-    def __init__(self, name, port):
-        self.name = name
-        self.port = port
-        self.state_dir = REPO_ROOT / ".tools" / "rabbitmq" / name
+
+def free_port_triple(low=20000, high=40000):
+    """A port p with p, p+1 and p+2 free on 127.0.0.1 (AMQP, distribution, epmd)."""
+    for _ in range(200):
+        port = random.randrange(low, high - 2)
+        if all(_loopback_port_free(p) for p in (port, port + 1, port + 2)):
+            return port
+    raise RuntimeError(f"no three free consecutive loopback ports in {low}..{high}")
+
+
+class Broker:
+    """One test broker: `start()` returns its URL; `stop()` stops it if start() started it.
+
+    Without a port, each instance is a broker of its own on free loopback
+    ports, with its state in .tools/rabbitmq/<name>-<port> (removed by stop):
+    two test sessions at once (several people, or jobs, in one checkout)
+    never share or stop each other's broker.
+    """
+
+    def __init__(self, name, port=None):
+        self.ephemeral = port is None
+        self.port = free_port_triple() if port is None else port
+        self.name = f"{name}-{self.port}" if self.ephemeral else name
+        self.state_dir = REPO_ROOT / ".tools" / "rabbitmq" / self.name
         self.started_here = False
 
     @property
@@ -65,6 +94,7 @@ class Broker:
             shutil.rmtree(str(self.state_dir / "mnesia"), ignore_errors=True)
             result = self._script("start", check=False)
             if result.returncode != 0:
+                self._script("stop", check=False)
                 raise RuntimeError(f"tools/rabbitmq.sh start failed:\n{result.stdout}")
         self.started_here = not already
         return self.url
@@ -73,6 +103,8 @@ class Broker:
         if self.started_here:
             self._script("stop", check=False)
             self.started_here = False
+            if self.ephemeral:
+                shutil.rmtree(str(self.state_dir), ignore_errors=True)
 
 
 def queue_name(name):
