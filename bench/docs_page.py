@@ -170,11 +170,13 @@ def _chunk_section(all_results, plan, large_chunk):
     for results in all_results:
         row = results["sizes"][size]
         default = row["runtime"]["mb_in"]
-        best_name = max((name for name in row if name.startswith("runtime")), key=lambda n: row[n]["mb_in"])
+        best_name = max(
+            (name for name in row if report.chunk_of(name) is not None), key=lambda n: row[n]["mb_in"]
+        )
         lines.append(
             f"- {results['short']}: the default 4 KiB takes about {calls:,} receive calls per message and "
             f"reaches {num(default)} MB/s; the best chunk size here was "
-            f"{human_size(report._chunk_of(best_name))} with {num(row[best_name]['mb_in'])} MB/s "
+            f"{human_size(report.chunk_of(best_name))} with {num(row[best_name]['mb_in'])} MB/s "
             f"({row[best_name]['mb_in'] / default:.2f}x the default)."
         )
     first = all_results[0]["sizes"]
@@ -373,12 +375,12 @@ def _why_section(all_results, targets):
             "Per message, stage by stage: see [Per message](#per-message-where-the-runtime-saves-and-spends).\n"
         )
         for size, row in results["sizes"].items():
-            large = [name for name in row if name.startswith("runtime-")]
+            large = [name for name in row if name != "runtime" and report.chunk_of(name) is not None]
             if not any(f"{human_size(size)}, chunk" in target for target in missed) or not large:
                 continue
             runtime, floor = row[large[0]], row["floor"]
             lines.append(
-                f"**{human_size(size)} payloads** (chunk {human_size(int(large[0].split('-')[1]))}): server CPU "
+                f"**{human_size(size)} payloads** (chunk {human_size(report.chunk_of(large[0]))}): server CPU "
                 f"{num(runtime['cpu_us_per_msg'])} µs against {num(floor['cpu_us_per_msg'])} µs per message; "
                 f"minor page faults {num(runtime['faults_per_msg'])} against {num(floor['faults_per_msg'])} "
                 "per message. Every buffer of a megabyte or more that the C allocator maps afresh is "

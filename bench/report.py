@@ -116,17 +116,17 @@ def results_table(all_results, large_chunk):
 
 def variant_names(servers):
     """The runtime variants measured (runtime-list, runtime-deadline, ...): their suffixes."""
-    return [name.split("-", 1)[1] for name in servers if name.startswith("runtime-") and _chunk_of(name) is None]
+    return [name.split("-", 1)[1] for name in servers if name.startswith("runtime-") and chunk_of(name) is None]
 
 
 def sweep_size_of(results):
     for size, row in results["sizes"].items():
-        if sum(1 for name in row if _chunk_of(name) is not None) > 2:
+        if sum(1 for name in row if chunk_of(name) is not None) > 2:
             return size
     return None
 
 
-def _chunk_of(name):
+def chunk_of(name):
     """The ASYA_CHUNK_SIZE of a default-settings runtime server, None for any other server."""
     if name == "runtime":
         return DEFAULT_CHUNK
@@ -140,7 +140,7 @@ def chunk_sweep_table(all_results):
     if size is None:
         return ""
     rows = [r["sizes"][size] for r in all_results]
-    chunks = sorted(_chunk_of(name) for name in rows[0] if _chunk_of(name) is not None)
+    chunks = sorted(chunk_of(name) for name in rows[0] if chunk_of(name) is not None)
     lines = [
         "| ASYA_CHUNK_SIZE |" + "".join(f" {r['short']} MB/s in | ratio |" for r in all_results),
         "|---|" + "---:|---:|" * len(all_results),
