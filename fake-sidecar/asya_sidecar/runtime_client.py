@@ -1,5 +1,9 @@
 """One call to the actor runtime over its Unix socket.
 
+This client ships inside the fake sidecar's image, which carries no test kit;
+the tests speak to the runtime through the kit's own client
+(tests/kit/asya_testkit/wire.py).
+
 The wire format (see docs/protocol.md): each frame is a 4-byte big-endian
 unsigned length followed by that many bytes of UTF-8 JSON. Like the
 production sidecar, this client opens one connection per message, sends one

@@ -14,7 +14,7 @@ import time
 
 import e2e_session
 import pytest
-from backends.base import RUNTIME_CONTAINER, SIDECAR_CONTAINER, wait_until
+from backends.base import RUNTIME_CONTAINER, SIDECAR_CONTAINER
 from releases import (
     CLASS_INIT,
     COMPETE_A,
@@ -28,6 +28,8 @@ from releases import (
     PIPELINE,
     SIDECAR_KILL,
 )
+
+from asya_testkit.wait import wait_for
 
 if e2e_session.unavailable_reason() and not e2e_session.failing_instead_of_skipping():
     pytest.skip(e2e_session.unavailable_reason(), allow_module_level=True)
@@ -55,8 +57,8 @@ def test_runtime_crash_mid_message_is_redelivered_and_reaches_happy_end_once(bac
 
     runtime = backend.wait_for_exit(CRASH, RUNTIME_CONTAINER)
     assert runtime.exit_code == 17, runtime.log
-    wait_until(lambda: outcome_lines(backend.logs(CRASH, SIDECAR_CONTAINER), "crash-1"), 120,
-               "the sidecar to give the message back")
+    wait_for(lambda: outcome_lines(backend.logs(CRASH, SIDECAR_CONTAINER), "crash-1"),
+             "the sidecar to give the message back", 120, interval=0.2)
     assert "outcome=requeued" in backend.logs(CRASH, SIDECAR_CONTAINER)
     assert queues.finished("happy-end", "crash-1") == [] and queues.finished("error-end", "crash-1") == []
 
@@ -77,8 +79,8 @@ def test_sidecar_killed_mid_message_is_redelivered_and_processed(backend, queues
     needs_podman(backend)
     backend.wait_ready(SIDECAR_KILL)
     queues.send(SIDECAR_KILL, "kill-1", {"label": "kill-1", "seconds": 2})
-    wait_until(lambda: "slow handler: started kill-1" in backend.logs(SIDECAR_KILL, RUNTIME_CONTAINER),
-               120, "the handler to start on kill-1")
+    wait_for(lambda: "slow handler: started kill-1" in backend.logs(SIDECAR_KILL, RUNTIME_CONTAINER),
+             "the handler to start on kill-1", 120, interval=0.2)
 
     backend.kill_container(SIDECAR_KILL, SIDECAR_CONTAINER, "KILL")
     killed = backend.wait_for_exit(SIDECAR_KILL, SIDECAR_CONTAINER)
@@ -91,7 +93,7 @@ def test_sidecar_killed_mid_message_is_redelivered_and_processed(backend, queues
     assert done["payload"] == {"label": "kill-1", "slept_seconds": 2}
     runtime_log = backend.logs(SIDECAR_KILL, RUNTIME_CONTAINER)
     assert runtime_log.count("slow handler: started kill-1") == 2, runtime_log
-    wait_until(lambda: queues.counts(SIDECAR_KILL) == (0, 1), 60, "the restarted sidecar to ack kill-1")
+    wait_for(lambda: queues.counts(SIDECAR_KILL) == (0, 1), "the restarted sidecar to ack kill-1", 60, interval=0.2)
     assert queues.finished("happy-end", "kill-1") == [done], "the killed sidecar's reply went nowhere"
 
 
@@ -120,8 +122,8 @@ def test_a_call_outliving_200_runs_of_the_charts_probes_completes(backend, queue
     commands = {probe: backend.probe_command(LONG_CALL, RUNTIME_CONTAINER, probe)
                 for probe in ("livenessProbe", "readinessProbe")}
     queues.send(LONG_CALL, "long-1", {"label": "long-1"})
-    wait_until(lambda: "gated handler: started long-1" in backend.logs(LONG_CALL, RUNTIME_CONTAINER),
-               120, "the handler to start on long-1")
+    wait_for(lambda: "gated handler: started long-1" in backend.logs(LONG_CALL, RUNTIME_CONTAINER),
+             "the handler to start on long-1", 120, interval=0.2)
 
     # Each run is a new process of the probe's exact command in the runtime
     # container, as the kubelet's exec probe is. One `podman exec` drives all

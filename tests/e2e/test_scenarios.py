@@ -12,7 +12,7 @@ happy-end / error-end, logs and exit codes.
 
 import e2e_session
 import pytest
-from backends.base import RUNTIME_CONTAINER, SIDECAR_CONTAINER, wait_until
+from backends.base import RUNTIME_CONTAINER, SIDECAR_CONTAINER
 from releases import (
     CONDA_SCRIPT,
     MISSPELT,
@@ -26,6 +26,8 @@ from releases import (
     SPLITTER_STATUS,
     TWO_TREES,
 )
+
+from asya_testkit.wait import wait_for
 
 # Missing tools skip the whole module with one line (the backend fixture
 # turns a missing podman under CI into a failure instead).
@@ -175,8 +177,8 @@ def test_stopping_the_pod_lets_the_message_in_flight_finish(backend, queues):
     backend.wait_ready(SLOW)
     queues.send(SLOW, "slow-1", {"label": "slow-1", "seconds": 3})
     # Stop only once the message is inside the handler.
-    wait_until(lambda: "slow handler: started slow-1" in backend.logs(SLOW, RUNTIME_CONTAINER),
-               120, "the slow handler to start on slow-1")
+    wait_for(lambda: "slow handler: started slow-1" in backend.logs(SLOW, RUNTIME_CONTAINER),
+             "the slow handler to start on slow-1", 120, interval=0.2)
 
     exits = backend.stop_pod(SLOW)
 

@@ -13,7 +13,6 @@ import socket
 import pytest
 from sidecar_testkit import message_lines
 
-from asya_testkit.interpreters import OLDEST_MINOR, find_interpreter
 from asya_testkit.wait import wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -338,13 +337,7 @@ def test_batch_with_fan_out_and_sidecar_restarts_loses_and_repeats_nothing(harne
     assert harness.leftovers("split", "tail") == {}
 
 
-def test_sidecar_and_runtime_work_on_python_37(harness):
-    interpreter, _ = find_interpreter(OLDEST_MINOR)
-    python37 = interpreter.path if interpreter else None
-    if python37 is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but no Python 3.7 was found (python3.7 or ~/.pyenv/versions/3.7.*)")
-        pytest.skip("no Python 3.7 found (python3.7 on PATH or ~/.pyenv/versions/3.7.*)")
+def test_sidecar_and_runtime_work_on_python_37(harness, python37):
     harness.start_runtime("split", "fan_out.handle", python=python37)
     harness.push("split", "m", ["split"], {"items": ["x", "y"]})
 

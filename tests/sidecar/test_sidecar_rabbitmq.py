@@ -18,7 +18,6 @@ import sys
 import pytest
 from sidecar_testkit import HANDLERS_DIR, SIDECAR_DIR, message_lines
 
-from asya_testkit.interpreters import OLDEST_MINOR, find_interpreter
 from asya_testkit.paths import REPO_ROOT
 from asya_testkit.process import RuntimeProcess
 from asya_testkit.rabbitmq import AmqpQueues, Broker, broker_unavailable_reason, queue_name
@@ -208,12 +207,7 @@ def test_go_mode_gives_up_when_the_runtime_never_gets_ready(harness, broker, amq
     assert amqp.counts(actor) == (1, 0), "the message is left in its queue"
 
 
-def test_go_mode_on_rabbitmq_runs_on_python_37_with_the_images_pika(harness, broker, amqp):
-    interpreter, _ = find_interpreter(OLDEST_MINOR)
-    if interpreter is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but no Python 3.7 was found (python3.7 or ~/.pyenv/versions/3.7.*)")
-        pytest.skip("no Python 3.7 found (python3.7 on PATH or ~/.pyenv/versions/3.7.*)")
+def test_go_mode_on_rabbitmq_runs_on_python_37_with_the_images_pika(harness, broker, amqp, python37):
     # The pinned, sha256-checked wheel the image unpacks; a pure-Python wheel
     # also imports straight from the zip.
     wheels = harness.path("wheels")
@@ -221,10 +215,10 @@ def test_go_mode_on_rabbitmq_runs_on_python_37_with_the_images_pika(harness, bro
                    check=True, stdout=subprocess.DEVNULL)
     (wheel,) = [os.path.join(wheels, name) for name in os.listdir(wheels) if name.startswith("pika-")]
     actor = unique("py37")
-    start_runtime(harness, actor, "fan_out.handle", "list", python=interpreter.path)
+    start_runtime(harness, actor, "fan_out.handle", "list", python=python37)
     amqp.send(actor, "py37-1", {"items": ["a", "b"]})
 
-    sidecar = start_sidecar(harness, broker, actor, mode="go", python=interpreter.path,
+    sidecar = start_sidecar(harness, broker, actor, mode="go", python=python37,
                             env={"PYTHONPATH": os.pathsep.join([SIDECAR_DIR, wheel])})
     done = amqp.happy_end("py37-1", count=2)
 

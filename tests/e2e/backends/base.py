@@ -25,7 +25,6 @@ scenario uses any more; `make demo` and tests/sidecar still do.
 import abc
 import copy
 import subprocess
-import time
 from pathlib import Path
 
 import yaml
@@ -177,22 +176,6 @@ def run_command(argv, env=None, timeout=300, check=True, input_text=None):
         raise DeployError(f"`{' '.join(map(str, argv))}` exited {result.returncode}:\n"
                           f"{result.stdout}{result.stderr}")
     return result
-
-
-def wait_until(condition, timeout, what, interval=0.2):
-    """Poll `condition()` until it returns something other than None or False.
-
-    A bound, not an assertion about speed: the timeouts are generous, and
-    running out means something never happened, said in `what`.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"gave up after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 class ActorBackend(abc.ABC):

@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
+from asya_testkit.wait import wait_for
+
 from .base import (
     CHART_DIR,
     HELM,
@@ -39,7 +41,6 @@ from .base import (
     helm_values_args,
     queue_volume_values,
     run_command,
-    wait_until,
     write_yaml,
 )
 
@@ -292,8 +293,8 @@ class KindBackend(ActorBackend):
             except Exception:  # the sidecar not started yet, or restarting: ask again
                 return False
 
-        wait_until(sidecar_sees_socket, timeout, f"the runtime of {release_name} to listen on its socket",
-                   interval=0.5)
+        wait_for(sidecar_sees_socket, f"the runtime of {release_name} to listen on its socket", timeout,
+                 interval=0.5)
 
     def logs(self, release_name, container):
         if (release_name, container) in self.stopped_logs:
@@ -319,8 +320,8 @@ class KindBackend(ActorBackend):
                 return status.last_state.terminated.exit_code, True
             return None
 
-        exit_code, restarted = wait_until(first_termination, timeout,
-                                          f"container {container} of {release_name} to exit", interval=0.5)
+        exit_code, restarted = wait_for(first_termination, f"container {container} of {release_name} to exit",
+                                        timeout, interval=0.5)
         pod = self.current_pod(release_name)
         log = self.core.read_namespaced_pod_log(pod.metadata.name, NAMESPACE, container=container,
                                                 previous=restarted)

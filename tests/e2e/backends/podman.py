@@ -38,6 +38,8 @@ import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from asya_testkit.wait import wait_for
+
 from .base import (
     BROKER_URL,
     HELM,
@@ -56,7 +58,6 @@ from .base import (
     helm_template_command,
     queue_volume_values,
     run_command,
-    wait_until,
     write_yaml,
 )
 
@@ -304,14 +305,15 @@ class PodmanBackend(ActorBackend):
                                  check=False, timeout=30)
             return probe.returncode == 0
 
-        wait_until(sidecar_sees_socket, timeout, f"the runtime of {release_name} to listen on its socket")
+        wait_for(sidecar_sees_socket, f"the runtime of {release_name} to listen on its socket", timeout,
+                 interval=0.2)
 
     def wait_for_exit(self, release_name, container, timeout=120):
         def exited_state():
             state = self.container_state(release_name, container)
             return state if state is not None and state["Status"] == "exited" else None
 
-        state = wait_until(exited_state, timeout, f"container {container} of {release_name} to exit")
+        state = wait_for(exited_state, f"container {container} of {release_name} to exit", timeout, interval=0.2)
         return ContainerExit(state["ExitCode"], self.logs(release_name, container))
 
     def exec(self, release_name, container, argv, timeout=60):

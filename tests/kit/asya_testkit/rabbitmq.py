@@ -17,8 +17,9 @@ import random
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
+
+from . import wait
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 RABBITMQ_SCRIPT = REPO_ROOT / "tools" / "rabbitmq.sh"
@@ -186,19 +187,16 @@ class AmqpQueues:
 
         Fails at once if one lands in `other` (the opposite end queue) instead.
         """
-        deadline = time.monotonic() + timeout
-        while True:
+        def arrived():
             if other is not None:
                 strays = self.finished(other, id_prefix)
                 if strays:
                     raise AssertionError(f"{id_prefix} landed in {other} instead of {name}: {strays}")
             found = self.finished(name, id_prefix)
-            if len(found) >= count:
-                return sorted(found, key=lambda m: str(m.get("id")))
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"gave up after {timeout:g}s waiting for {count} message(s) "
-                                     f"{id_prefix} in {name}; found {found}")
-            self.connection.sleep(0.05)
+            return sorted(found, key=lambda m: str(m.get("id"))) if len(found) >= count else None
+
+        return wait.wait_for(arrived, f"{count} message(s) {id_prefix} in {name}", timeout, interval=0.05,
+                             sleep=self.connection.sleep)
 
     def happy_end(self, id_prefix, count=1, timeout=WAIT_TIMEOUT):
         return self.wait_for(HAPPY_END, id_prefix, count, timeout, other=ERROR_END)
@@ -208,11 +206,4 @@ class AmqpQueues:
 
     def wait_until(self, condition, what, timeout=WAIT_TIMEOUT):
         """Poll `condition()` (keeping this connection served) until it is truthy."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
-            self.connection.sleep(0.05)
+        return wait.wait_for(condition, what, timeout, interval=0.05, sleep=self.connection.sleep)

@@ -7,8 +7,12 @@ HANG_GUARD_SECONDS = 60.0
 POLL_INTERVAL_SECONDS = 0.002
 
 
-def wait_for(condition, what, timeout=HANG_GUARD_SECONDS, interval=POLL_INTERVAL_SECONDS):
-    """Poll condition() until it is truthy and return its value; fail naming `what`."""
+def wait_for(condition, what, timeout=HANG_GUARD_SECONDS, interval=POLL_INTERVAL_SECONDS, sleep=time.sleep):
+    """Poll condition() until it is truthy and return its value; fail naming `what`.
+
+    sleep(interval) runs between looks; a client that must keep serving its
+    connection while it waits (pika's connection.sleep) passes its own.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -16,7 +20,7 @@ def wait_for(condition, what, timeout=HANG_GUARD_SECONDS, interval=POLL_INTERVAL
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+        sleep(interval)
 
 
 def wait_until_accepting(socket_path, process, timeout=HANG_GUARD_SECONDS, interval=0.0002):
