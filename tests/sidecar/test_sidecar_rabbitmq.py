@@ -34,12 +34,8 @@ def broker():
         if os.environ.get("CI"):
             pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)", pytrace=False)
         pytest.skip(reason)
-    instance = Broker("sidecar-tests")  # free loopback ports of its own
-    instance.start()
-    try:
+    with Broker("sidecar-tests") as instance:  # free loopback ports of its own
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture

@@ -107,6 +107,13 @@ class Broker:
             if self.ephemeral:
                 shutil.rmtree(str(self.state_dir), ignore_errors=True)
 
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
 
 def queue_name(name):
     return QUEUE_PREFIX + name
