@@ -732,8 +732,9 @@ def _compact_encoder(ensure_ascii):
     not JSON, and the sidecar could not parse them. json.dumps() and
     JSONEncoder.encode() build a new C encoder, and a closure around it, on
     every call, a measurable part of a small message's cost
-    (docs/performance.md, "Per message"). This encoder is built once. The C accelerator is private to the
-    json package, so without it the public encoder is used, with the same output.
+    (docs/performance.md, "Per message"). This encoder is built once. The C
+    accelerator is private to the json package, so without it the public
+    encoder is used, with the same output.
     """
     encoder = json.JSONEncoder(ensure_ascii=ensure_ascii, allow_nan=False, separators=(",", ":"))
     make_encoder = getattr(json.encoder, "c_make_encoder", None)
@@ -1049,10 +1050,9 @@ class ActorServer:
     handler loaded and listens.
     """
 
-    def __init__(self, config, handler, instance=None):
+    def __init__(self, config, handler):
         self.config = config
         self.caller = HandlerCaller(handler, config.handler_timeout)
-        self.instance = instance
         self.socket_path = os.path.join(config.socket_dir, SOCKET_NAME)
         self.ready_path = os.path.join(config.socket_dir, READY_FILE_NAME)
         self._listener = None
@@ -1075,6 +1075,8 @@ class ActorServer:
         socket left by a killed runtime is replaced atomically; the ready file
         is written the same way, once the socket listens.
         """
+        # main() ran this before the handler loaded; a model load can take
+        # minutes, so another runtime may have taken the path since.
         prepare_socket_dir(self.config.socket_dir)
         temp_path = f"{self.socket_path}.{os.getpid()}.tmp"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -1435,7 +1437,7 @@ def main(environ=None, argv=()):
         config = load_config(environ)
         prepare_socket_dir(config.socket_dir)
         handler, instance = load_handler_and_instance(config.handler)
-        server = ActorServer(config, handler, instance)
+        server = ActorServer(config, handler)
         # Installed before the socket exists, so no stop signal can leave it stale.
         signal.signal(signal.SIGTERM, server.shutdown)
         signal.signal(signal.SIGINT, server.shutdown)
