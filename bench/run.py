@@ -432,8 +432,8 @@ def check_targets(all_results, plan):
     lines = []
     for results in all_results:
         who = results["short"]
-        for variant in [""] + [f", {name}" for name in VARIANTS]:
-            suffix = variant.replace(", ", "-")
+        # (server name suffix, label): the default runtime, then each variant.
+        for suffix, variant in [("", "")] + [(f"-{name}", f", {name}") for name in VARIANTS]:
             small = results["small"]["runtime" + suffix]
             rate, p99 = small["msgs_per_s_ratio"], small["p99_us_ratio"]
             lines.append((who, f"200 B messages{variant}: rate >= 0.95x floor", f"{rate:.3f}x", rate >= 0.95))

@@ -104,11 +104,8 @@ def backend(request, queue_root, e2e_work_dir, broker):
 @pytest.fixture(scope="session")
 def queues(broker):
     """The tests' side of RabbitMQ: publish to actors, wait in happy-end and error-end."""
-    client = AmqpQueues(broker.url)
-    try:
+    with AmqpQueues(broker.url) as client:
         yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture

@@ -40,11 +40,8 @@ def broker():
 
 @pytest.fixture
 def amqp(broker):
-    client = AmqpQueues(broker.url)
-    try:
+    with AmqpQueues(broker.url) as client:
         yield client
-    finally:
-        client.close()
 
 
 def unique(name):

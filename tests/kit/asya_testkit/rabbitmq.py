@@ -137,6 +137,12 @@ class AmqpQueues:
         if self.connection.is_open:
             self.connection.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
     def declare(self, name):
         queue = queue_name(name)
         if queue not in self._declared:
