@@ -69,7 +69,10 @@ def test_runtime_crash_mid_message_is_redelivered_and_reaches_happy_end_once(bac
     assert done["route"] == {"actors": [CRASH], "current": 1}
     sidecar_log = backend.logs(CRASH, SIDECAR_CONTAINER)
     outcomes = [line.split("outcome=")[1].split()[0] for line in outcome_lines(sidecar_log, "crash-1")]
-    assert outcomes == ["requeued", "ok"], sidecar_log
+    # A redelivery can meet the dying runtime's listener before the kernel has
+    # closed it and be given back once more; what counts is that every attempt
+    # before the restart was requeued and exactly one, the last, succeeded.
+    assert outcomes[-1] == "ok" and set(outcomes[:-1]) == {"requeued"}, sidecar_log
     assert queues.counts(CRASH) == (0, 1), "nothing left to deliver, the sidecar still consuming"
     assert queues.finished("happy-end", "crash-1") == [done], "delivered downstream exactly once"
 
