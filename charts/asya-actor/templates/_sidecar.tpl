@@ -5,6 +5,8 @@ The sidecar container, in one of two flavors:
   fake  this project's file-queue sidecar (tests and the e2e suite).
 Both read ASYA_SOCKET_DIR and ASYA_ACTOR_NAME. The Go sidecar waits for the
 runtime's `runtime-ready` file in the socket directory before it consumes.
+The Go sidecar's tag is the first release the asya project's CHANGELOG lists
+as published; pulling it is not possible here, so it is not tested here.
 */}}
 
 {{- define "asya-actor.sidecarDefaultImage" -}}
