@@ -136,18 +136,23 @@ e2e-kind: venv helm ## the same e2e scenarios on a kind cluster; one line and ex
 
 # ---------------------------------------------------------------- reliability
 SOAK_SECONDS ?= 240
+REPLY_FORMAT ?= status
+HANDLER_TIMEOUT ?= 0
 .PHONY: fuzz
 fuzz: venv ## long property-based run: 2500 cases per property against the runtime (~6 min)
 	$(PYTEST) --timeout 3600 -p no:cacheprovider --hypothesis-profile=long tests/reliability
 
 .PHONY: soak
-soak: venv ## fault-injection soak of the real runtime for SOAK_SECONDS (240) with a report; SEED=n repeats one
-	PYTHONPATH=tests $(PY) -m reliability.soak --duration $(SOAK_SECONDS) $(if $(SEED),--seed $(SEED))
+soak: venv ## fault-injection soak of the real runtime for SOAK_SECONDS (240) with a report; SEED=n repeats one; REPLY_FORMAT=list HANDLER_TIMEOUT=s as under the Go sidecar
+	PYTHONPATH=tests $(PY) -m reliability.soak --duration $(SOAK_SECONDS) $(if $(SEED),--seed $(SEED)) \
+		--reply-format $(REPLY_FORMAT) --handler-timeout $(HANDLER_TIMEOUT)
 
 .PHONY: test-reliability
-test-reliability: venv ## short fuzz + security checks + 15 s soak (~55 s)
+test-reliability: venv ## short fuzz (both dialects) + security checks + 15 s soak, and 10 s more as under the Go sidecar (~85 s)
 	$(PYTEST) --timeout 600 -p no:cacheprovider tests/reliability
 	PYTHONPATH=tests $(PY) -m reliability.soak --duration 15 $(if $(SEED),--seed $(SEED))
+	PYTHONPATH=tests $(PY) -m reliability.soak --duration 10 $(if $(SEED),--seed $(SEED)) \
+		--reply-format list --handler-timeout 30
 
 # ---------------------------------------------------------------- performance (docs/performance.md)
 .PHONY: bench

@@ -158,42 +158,85 @@ def random_text(rng, longest):
     return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, longest)))
 
 
-def expect_error(code, error_type=None, message_part=None):
+class ReplyDialect:
+    """What replies look like under one ASYA_REPLY_FORMAT, written from
+    docs/protocol.md: `status` (the default) or `list` (the Go sidecar's)."""
+
+    ERROR_DETAILS = {"message", "type", "traceback"}
+
+    def __init__(self, name):
+        self.name = name
+        self.parsing_error = "msg_parsing_error" if name == "list" else "processing_error"
+
+    def error_of(self, reply):
+        """(code, details) of an error reply, else None; details holds message, type, traceback."""
+        if self.name == "list":
+            if isinstance(reply, list) and len(reply) == 1 and set(reply[0]) == {"error", "details"}:
+                return reply[0]["error"], reply[0]["details"]
+            return None
+        if isinstance(reply, dict) and reply.get("status") == "error":
+            return reply.get("error"), {key: reply[key] for key in reply if key not in ("status", "error")}
+        return None
+
+    def outputs_of(self, reply, fan_out):
+        """The output envelopes of a success, else None. `status` sends one
+        envelope as an object and a fan-out as a list; `list` always a list."""
+        if self.name == "list":
+            if isinstance(reply, list) and all(isinstance(out, dict) and "error" not in out for out in reply):
+                return reply
+            return None
+        if not isinstance(reply, dict) or reply.get("status") != "ok":
+            return None
+        result = reply["result"]
+        if fan_out:
+            return result if isinstance(result, list) else None
+        return [result] if isinstance(result, dict) else None
+
+    def route_after(self, route):
+        """The route every output carries: `list` moves `current` on by one."""
+        return dict(route, current=route["current"] + 1) if self.name == "list" else route
+
+
+def expect_error(dialect, code, error_type=None, message_part=None):
     def check(replies):
         if not replies.is_one_whole_reply:
             return None if replies.is_empty else f"torn reply: {replies.describe()}"
         reply = json.loads(replies.frames[0])
-        if reply.get("status") != "error" or reply.get("error") != code:
+        error = dialect.error_of(reply)
+        if error is None or error[0] != code:
             return f"expected {code}, got {_short(reply)}"
-        if set(reply) != {"status", "error", "message", "type", "traceback"}:
-            return f"error reply has fields {sorted(reply)}"
-        if error_type and reply["type"] != error_type:
-            return f"expected type {error_type}, got {reply['type']}"
-        if message_part and message_part not in reply["message"]:
-            return f"message lacks {message_part!r}: {reply['message'][:200]}"
+        details = error[1]
+        if set(details) != dialect.ERROR_DETAILS:
+            return f"error reply has details {sorted(details)}"
+        if error_type and details["type"] != error_type:
+            return f"expected type {error_type}, got {details['type']}"
+        if message_part and message_part not in details["message"]:
+            return f"message lacks {message_part!r}: {details['message'][:200]}"
         return ""
 
     return check
 
 
-def expect_ok(envelope, payloads):
+def expect_ok(dialect, envelope, payloads):
     """payloads: the list of output payloads, or one payload for a single envelope."""
 
     def check(replies):
         if not replies.is_one_whole_reply:
             return None if replies.is_empty else f"torn reply: {replies.describe()}"
         reply = json.loads(replies.frames[0])
-        if reply.get("status") != "ok":
+        fan_out = isinstance(payloads, list)
+        outputs = dialect.outputs_of(reply, fan_out)
+        if outputs is None:
             return f"expected ok, got {_short(reply)}"
-        result = reply["result"]
-        outputs, wanted = (result, payloads) if isinstance(payloads, list) else ([result], [payloads])
-        if not isinstance(outputs, list) or len(outputs) != len(wanted):
-            return f"expected {len(wanted)} output(s), got {_short(result)}"
+        wanted = payloads if fan_out else [payloads]
+        if len(outputs) != len(wanted):
+            return f"expected {len(wanted)} output(s), got {_short(reply)}"
+        route = dialect.route_after(envelope["route"])
         for out, payload in zip(outputs, wanted):
             if canonical(out.get("payload")) != canonical(payload):
                 return f"payload changed: sent {_short(payload)}, got {_short(out.get('payload'))}"
-            if canonical(out.get("route")) != canonical(envelope["route"]):
-                return "route changed"
+            if canonical(out.get("route")) != canonical(route):
+                return f"route {_short(out.get('route'))}, expected {_short(route)}"
             if canonical(out.get("headers")) != canonical(envelope.get("headers", {})):
                 return "headers changed"
             if out.get("id") != envelope.get("id"):
@@ -208,7 +251,7 @@ def _short(value):
     return text if len(text) <= 160 else text[:160] + "..."
 
 
-def valid_request(rng, message_id, op=None):
+def valid_request(rng, message_id, dialect, op=None):
     op = op or rng.choices(list(OPS), weights=list(OPS.values()))[0]
     nonce = f"{message_id}:{rng.getrandbits(32):08x}"
     actors = [random_text(rng, 5) or "a" for _ in range(rng.randint(1, 4))]
@@ -218,82 +261,82 @@ def valid_request(rng, message_id, op=None):
     payload = {"op": op, "nonce": nonce, "data": random_json(rng)}
 
     if op == "echo":
-        check = expect_ok(envelope, payload)
+        check = expect_ok(dialect, envelope, payload)
     elif op == "big_echo":
         payload = {
             "op": "echo",
             "nonce": nonce,
             "blob": (random_text(rng, 8) or "x") * rng.randint(1000, 20000),
         }
-        check = expect_ok(envelope, payload)
+        check = expect_ok(dialect, envelope, payload)
     elif op == "fanout":
         payload["count"] = rng.randint(0, 4)
-        check = expect_ok(envelope, [payload] * payload["count"])
+        check = expect_ok(dialect, envelope, [payload] * payload["count"])
     elif op == "nothing":
-        check = expect_ok(envelope, [])
+        check = expect_ok(dialect, envelope, [])
     elif op == "raise":
         payload["text"] = f"boom {nonce}"
-        check = expect_error("processing_error", "ValueError", payload["text"])
+        check = expect_error(dialect, "processing_error", "ValueError", payload["text"])
     elif op == "exit":
         payload["code"] = rng.choice([0, 1, 3, "bye"])
-        check = expect_error("processing_error", "SystemExit")
+        check = expect_error(dialect, "processing_error", "SystemExit")
     elif op == "keyboard_interrupt":
-        check = expect_error("processing_error", "KeyboardInterrupt")
+        check = expect_error(dialect, "processing_error", "KeyboardInterrupt")
     elif op == "unprintable":
-        check = expect_error("processing_error", "UnprintableError")
+        check = expect_error(dialect, "processing_error", "UnprintableError")
     elif op.startswith("junk_"):
-        check = expect_error("processing_error")
+        check = expect_error(dialect, "processing_error")
     elif op == "lone_surrogate":
         payload["text"] = nonce
-        check = expect_ok(envelope, {"text": "\ud800" + nonce})
+        check = expect_ok(dialect, envelope, {"text": "\ud800" + nonce})
     elif op == "mutate":
-        check = expect_ok(envelope, dict(payload, seen=True))
+        check = expect_ok(dialect, envelope, dict(payload, seen=True))
     elif op == "sleep":
         payload["ms"] = rng.randint(1, 30)
-        check = expect_ok(envelope, payload)
+        check = expect_ok(dialect, envelope, payload)
     elif op == "allocate":
         payload["mib"] = rng.randint(1, 8)
         expected = {"op": "allocate", "nonce": nonce, "bytes": payload["mib"] * MIB, "objects": 50000}
-        check = expect_ok(envelope, expected)
+        check = expect_ok(dialect, envelope, expected)
     else:
         raise ValueError(op)
     envelope["payload"] = payload
     return envelope, Request("valid", frame(encode_envelope(envelope)), half_close=False, check=check, op=op)
 
 
-def garbage_outcome_check(stream):
+def garbage_outcome_check(stream, dialect):
     expected, body = frame_stream_outcome(stream, MAX_MESSAGE_SIZE)
     if expected == "nothing":
         return None
     if expected == "connection_error":
-        return expect_error("connection_error")
+        return expect_error(dialect, "connection_error")
     try:
         parses_as_envelope = is_valid_envelope(json.loads(body.decode("utf-8")))
     except ValueError:
         parses_as_envelope = False
     if parses_as_envelope:  # astronomically unlikely from random bytes; accept any whole reply
         return lambda replies: "" if replies.is_one_whole_reply else f"torn reply: {replies.describe()}"
-    return expect_error("processing_error")
+    return expect_error(dialect, dialect.parsing_error)
 
 
-def make_request(rng, message_id, action):
+def make_request(rng, message_id, action, dialect):
     if action == "valid":
-        return valid_request(rng, message_id)[1]
+        return valid_request(rng, message_id, dialect)[1]
     if action == "invalid_envelope":
         body = encode_envelope(rng.choice(INVALID_ENVELOPES))
-        return Request(action, frame(body), half_close=False, check=expect_error("processing_error"))
+        check = expect_error(dialect, dialect.parsing_error)
+        return Request(action, frame(body), half_close=False, check=check)
     if action == "not_json":
         body = rng.choice(NOT_JSON_BODIES + [bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 200)))])
-        return Request(
-            action, frame(body), half_close=rng.random() < 0.5, check=expect_error("processing_error")
-        )
+        check = expect_error(dialect, dialect.parsing_error)
+        return Request(action, frame(body), half_close=rng.random() < 0.5, check=check)
     if action == "garbage_stream":
         stream = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64)))
-        return Request(action, stream, half_close=True, check=garbage_outcome_check(stream))
+        return Request(action, stream, half_close=True, check=garbage_outcome_check(stream, dialect))
     if action == "truncated_frame":
-        whole = valid_request(rng, message_id, op="echo")[1].data
+        whole = valid_request(rng, message_id, dialect, op="echo")[1].data
         cut = whole[: rng.randint(1, len(whole) - 1)]
-        return Request(action, cut, half_close=True, check=expect_error("connection_error"))
+        return Request(action, cut, half_close=True, check=expect_error(dialect, "connection_error"))
     if action == "oversized_length":
         length = rng.randint(MAX_MESSAGE_SIZE + 1, 2**32 - 1)
         tail = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 100)))
@@ -301,23 +344,23 @@ def make_request(rng, message_id, action):
             action,
             HEADER.pack(length) + tail,
             half_close=rng.random() < 0.5,
-            check=expect_error("connection_error"),
+            check=expect_error(dialect, "connection_error"),
         )
     if action == "leave_before_reply":
         op = rng.choice(["echo", "sleep", "big_echo", "raise"])
-        return Request(action, valid_request(rng, message_id, op=op)[1].data, stay=False)
+        return Request(action, valid_request(rng, message_id, dialect, op=op)[1].data, stay=False)
     if action == "connect_and_close":
         return Request(action, b"", stay=False)
     if action == "partial_header_then_close":
         return Request(action, HEADER.pack(rng.randint(0, 2**32 - 1))[: rng.randint(1, 3)], stay=False)
     if action == "stall":
-        whole = valid_request(rng, message_id, op="echo")[1].data
+        whole = valid_request(rng, message_id, dialect, op="echo")[1].data
         # No half-close: the runtime must give up after ASYA_IO_TIMEOUT and say so.
         return Request(
             action,
             whole[: rng.randint(1, len(whole) - 1)],
             half_close=False,
-            check=expect_error("connection_error"),
+            check=expect_error(dialect, "connection_error"),
         )
     raise ValueError(action)
 
@@ -409,7 +452,7 @@ class StallBudget:
             return True
 
 
-def client_loop(index, seed, socket_path, deadline, quota, stalls, tally, reply_limit, runtime_gone):
+def client_loop(index, seed, socket_path, dialect, deadline, quota, stalls, tally, reply_limit, runtime_gone):
     rng = random.Random(f"{seed}/client-{index}")
     kinds, weights = list(ACTIONS), list(ACTIONS.values())
     for number in range(quota):
@@ -418,7 +461,7 @@ def client_loop(index, seed, socket_path, deadline, quota, stalls, tally, reply_
         action = rng.choices(kinds, weights=weights)[0]
         if action == "stall" and not stalls.take():
             action = "valid"
-        perform(socket_path, make_request(rng, f"c{index}-{number}", action), tally, reply_limit)
+        perform(socket_path, make_request(rng, f"c{index}-{number}", action, dialect), tally, reply_limit)
 
 
 # --------------------------------------------------------------- the run
@@ -459,7 +502,7 @@ class ProcessWatch:
         self._thread.join()
 
 
-def warm_up(runtime, seed, reply_limit, time_cap):
+def warm_up(runtime, dialect, seed, reply_limit, time_cap):
     """Run the mix until the runtime's memory settles; return (tally, seconds).
 
     First every op and client action a few times, then at least
@@ -476,13 +519,15 @@ def warm_up(runtime, seed, reply_limit, time_cap):
     for round_number in range(3):
         for op in OPS:
             perform(
-                runtime.socket_path, valid_request(rng, f"w{round_number}-{op}", op=op)[1], tally, reply_limit
+                runtime.socket_path, valid_request(rng, f"w{round_number}-{op}", dialect, op=op)[1],
+                tally,
+                reply_limit,
             )
         for action in ACTIONS:
             if action != "stall":
                 perform(
                     runtime.socket_path,
-                    make_request(rng, f"w{round_number}-{action}", action),
+                    make_request(rng, f"w{round_number}-{action}", action, dialect),
                     tally,
                     reply_limit,
                 )
@@ -497,7 +542,8 @@ def warm_up(runtime, seed, reply_limit, time_cap):
         batch += 1
         for number in range(WARM_UP_BATCH):
             action = rng.choices(kinds, weights=weights)[0]
-            perform(runtime.socket_path, make_request(rng, f"w-{batch}-{number}", action), tally, reply_limit)
+            request = make_request(rng, f"w-{batch}-{number}", action, dialect)
+            perform(runtime.socket_path, request, tally, reply_limit)
         if not runtime.alive():
             break
         rss = runtime.rss_kib()
@@ -507,7 +553,7 @@ def warm_up(runtime, seed, reply_limit, time_cap):
     return tally, time.monotonic() - started, settled
 
 
-def stop_with_message_in_flight(runtime, seed, reply_limit):
+def stop_with_message_in_flight(runtime, dialect, seed, reply_limit):
     """SIGTERM while the handler is busy; return what happened to each party."""
     rng = random.Random(f"{seed}/stop")
     marker = runtime.workdir / "in-flight-started"
@@ -535,7 +581,7 @@ def stop_with_message_in_flight(runtime, seed, reply_limit):
     # send SIGTERM at a random moment of its sleep.
     backlog = []
     for number in range(BACKLOG_CLIENTS_AT_STOP):
-        _, request = valid_request(rng, f"backlog-{number}", op="echo")
+        _, request = valid_request(rng, f"backlog-{number}", dialect, op="echo")
         sock = connect(runtime.socket_path, reply_limit)
         sock.sendall(request.data)
         backlog.append((sock, request))
@@ -552,7 +598,7 @@ def stop_with_message_in_flight(runtime, seed, reply_limit):
     if replies is None:
         outcome["in_flight"] = "no reply (client still waiting or failed)"
     else:
-        verdict = expect_ok(envelope, envelope["payload"])(replies)
+        verdict = expect_ok(dialect, envelope, envelope["payload"])(replies)
         outcome["in_flight"] = (
             "reply whole and correct" if verdict == "" else f"BROKEN: {verdict or 'no reply'}"
         )
@@ -581,15 +627,18 @@ def stop_with_message_in_flight(runtime, seed, reply_limit):
 
 def run(args):
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
-    print(
-        f"soak: seed {seed} (repeat with: PYTHONPATH=tests python -m reliability.soak --seed {seed} --duration {args.duration:g})"
-    )
+    repeat = f"PYTHONPATH=tests python -m reliability.soak --seed {seed} --duration {args.duration:g}"
+    repeat += f" --reply-format {args.reply_format} --handler-timeout {args.handler_timeout:g}"
+    print(f"soak: seed {seed} (repeat with: {repeat})")
     sys.stdout.flush()
     extra_env = {
         "ASYA_MAX_MESSAGE_SIZE": str(MAX_MESSAGE_SIZE),
         "ASYA_IO_TIMEOUT": str(IO_TIMEOUT_SECONDS),
         "ASYA_LOG_LEVEL": "INFO",
+        "ASYA_REPLY_FORMAT": args.reply_format,
+        "ASYA_HANDLER_TIMEOUT": str(args.handler_timeout),
     }
+    dialect = ReplyDialect(args.reply_format)
     reply_limit = args.reply_limit
 
     def reading(measure):
@@ -601,7 +650,9 @@ def run(args):
     with runtime_process("soak_handler.handle", env=extra_env, python=args.python) as runtime:
         pid = runtime.pid
         rss_ready = reading(runtime.rss_kib)
-        warm_tally, warm_seconds, warm_settled = warm_up(runtime, seed, reply_limit, args.warm_up_cap)
+        warm_tally, warm_seconds, warm_settled = warm_up(
+            runtime, dialect, seed, reply_limit, args.warm_up_cap
+        )
         time.sleep(0.5)
         rss_start, fds_start = reading(runtime.rss_kib), reading(runtime.fd_count)
 
@@ -619,6 +670,7 @@ def run(args):
                         i,
                         seed,
                         runtime.socket_path,
+                        dialect,
                         deadline,
                         quota,
                         stalls,
@@ -641,7 +693,7 @@ def run(args):
         for each in tallies:
             tally.merge(each)
         stop = (
-            stop_with_message_in_flight(runtime, seed, reply_limit)
+            stop_with_message_in_flight(runtime, dialect, seed, reply_limit)
             if alive
             else {"in_flight": "runtime died"}
         )
@@ -652,6 +704,8 @@ def run(args):
         "python": args.python or sys.executable,
         "runtime_file": str(RUNTIME_SCRIPT),
         "runtime_sha256": hashlib.sha256(RUNTIME_SCRIPT.read_bytes()).hexdigest(),
+        "reply_format": args.reply_format,
+        "handler_timeout": args.handler_timeout,
         "clients": args.clients,
         "seconds": round(elapsed, 1),
         "warm_up_messages": warm_tally.counts["messages sent"],
@@ -750,6 +804,13 @@ def print_report(figures, problems, tally):
         ("seed", figures["seed"]),
         ("runtime python", figures["python"]),
         ("runtime file (sha256)", f"{figures['runtime_file']} ({figures['runtime_sha256'][:16]})"),
+        (
+            "replies, handler deadline",
+            "{}, {}".format(
+                figures["reply_format"],
+                f"{figures['handler_timeout']:g} s" if figures["handler_timeout"] else "off",
+            ),
+        ),
         ("clients x seconds", f"{figures['clients']} x {figures['seconds']}"),
         (
             "warm-up",
@@ -838,6 +899,18 @@ def main(argv=None):
     )
     parser.add_argument("--rss-limit-mib", type=float, default=4.0, help="allowed RSS growth (default 4)")
     parser.add_argument("--reply-limit", type=float, default=60.0, help="seconds a client waits for a reply")
+    parser.add_argument(
+        "--reply-format",
+        choices=["status", "list"],
+        default="status",
+        help="ASYA_REPLY_FORMAT of the runtime; list is the Go sidecar's dialect (default status)",
+    )
+    parser.add_argument(
+        "--handler-timeout",
+        type=float,
+        default=0.0,
+        help="ASYA_HANDLER_TIMEOUT of the runtime in seconds, 0 for off (default 0)",
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     return run(parser.parse_args(argv))
 

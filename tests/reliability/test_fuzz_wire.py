@@ -1,6 +1,8 @@
 """Wire properties against a real runtime process: whatever bytes a peer
 sends, it gets at most one reply, exactly one for every complete frame, and
-the same process keeps serving."""
+the same process keeps serving. Each property runs twice: on the default
+`status` dialect, and as the runtime runs under the asya Go sidecar (`list`
+dialect, with a per-message deadline armed)."""
 
 import pytest
 from hypothesis import given
@@ -13,13 +15,20 @@ from .strategies import envelope_like, frame_stream_outcome, framed_streams, is_
 
 MAX_MESSAGE_SIZE = 65536
 
+CONFIGURATIONS = {
+    "status": {},
+    "list-with-deadline": {"ASYA_REPLY_FORMAT": "list", "ASYA_HANDLER_TIMEOUT": "60"},
+}
+# The code a message that is not a valid envelope gets, per dialect (docs/protocol.md).
+PARSING_ERROR = {"status": "processing_error", "list": "msg_parsing_error"}
 
-@pytest.fixture(scope="module")
-def runtime():
-    with runtime_process(
-        "echo_handler.echo",
-        env={"ASYA_MAX_MESSAGE_SIZE": str(MAX_MESSAGE_SIZE), "ASYA_LOG_LEVEL": "DEBUG"},
-    ) as process:
+
+@pytest.fixture(scope="module", params=sorted(CONFIGURATIONS))
+def runtime(request):
+    env = {"ASYA_MAX_MESSAGE_SIZE": str(MAX_MESSAGE_SIZE), "ASYA_LOG_LEVEL": "DEBUG"}
+    env.update(CONFIGURATIONS[request.param])
+    with runtime_process("echo_handler.echo", env=env) as process:
+        process.dialect = env.get("ASYA_REPLY_FORMAT", "status")
         first_pid = process.pid
         yield process
         assert process.pid == first_pid and process.alive(), "the runtime died during the fuzz run"
@@ -27,10 +36,26 @@ def runtime():
         assert "unexpected failure" not in process.log_text()
 
 
+def error_code(reply):
+    """The error code of a reply in either dialect, None for a success."""
+    if isinstance(reply, list):
+        return reply[0].get("error") if len(reply) == 1 else None
+    return reply["error"] if reply["status"] == "error" else None
+
+
+def outputs(reply):
+    """The output envelopes of a successful reply in either dialect."""
+    if isinstance(reply, list):
+        return reply
+    result = reply["result"]
+    return result if isinstance(result, list) else [result]
+
+
 def assert_still_serving(process):
     assert process.alive(), f"runtime exited with {process.process.poll()}:\n{process.log_text()[-3000:]}"
     reply = call(process.socket_path, {"route": simple_route(), "payload": {"alive": True}})
-    assert reply["status"] == "ok" and reply["result"]["payload"] == {"alive": True}
+    assert error_code(reply) is None, reply
+    assert [out["payload"] for out in outputs(reply)] == [{"alive": True}], reply
 
 
 @given(body=st.binary(max_size=8192))
@@ -38,7 +63,7 @@ def test_arbitrary_bytes_as_a_frame_body_get_exactly_one_reply(runtime, body):
     replies = exchange(runtime.socket_path, frame(body), half_close=False)
 
     reply = replies.reply()
-    assert reply["status"] == "error" and reply["error"] == "processing_error", reply
+    assert error_code(reply) == PARSING_ERROR[runtime.dialect], reply
     assert runtime.alive()
 
 
@@ -50,9 +75,9 @@ def test_arbitrary_streams_get_the_reply_their_framing_calls_for(runtime, stream
     if expected == "nothing":
         assert replies.is_empty
     elif expected == "connection_error":
-        assert replies.reply()["error"] == "connection_error"
+        assert error_code(replies.reply()) == "connection_error"
     else:
-        assert replies.reply()["status"] in ("ok", "error")
+        assert error_code(replies.reply()) in (None, PARSING_ERROR[runtime.dialect])
     assert runtime.alive()
 
 
@@ -61,18 +86,17 @@ def test_arbitrary_json_gets_one_reply_that_agrees_with_the_contract(runtime, va
     reply = exchange(runtime.socket_path, frame(encode_envelope(value)), half_close=False).reply()
 
     if not is_valid_envelope(value):
-        assert reply["error"] == "processing_error"
-    elif value["payload"] is None:
-        assert reply == {"status": "ok", "result": []}
-    elif isinstance(value["payload"], list):
-        assert [canonical(out["payload"]) for out in reply["result"]] == [
-            canonical(v) for v in value["payload"]
-        ]
-    else:
-        assert canonical(reply["result"]["payload"]) == canonical(value["payload"])
+        assert error_code(reply) == PARSING_ERROR[runtime.dialect], reply
+        return
+    sent = value["payload"]
+    expected_payloads = [] if sent is None else sent if isinstance(sent, list) else [sent]
+    assert [canonical(out["payload"]) for out in outputs(reply)] == [canonical(v) for v in expected_payloads]
+    if runtime.dialect == "list":
+        # The Go sidecar routes to actors[current]: the runtime moves it on.
+        assert all(out["route"]["current"] == value["route"]["current"] + 1 for out in reply), reply
     assert runtime.alive()
 
 
 def test_the_process_survived_every_example(runtime):
-    # Runs after the properties above (pytest keeps file order).
+    # Runs after the properties above (pytest keeps file order within a configuration).
     assert_still_serving(runtime)
