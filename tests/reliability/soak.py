@@ -625,6 +625,21 @@ def stop_with_message_in_flight(runtime, dialect, seed, reply_limit):
     return outcome
 
 
+def idle_fd_count(runtime, expected, reading, bound_seconds=10.0):
+    """The runtime's open descriptors once it is done with the last client.
+
+    A client sees its reply before the runtime has closed that connection,
+    and one that left early may still have a call running; so wait for the
+    count to come down to `expected` (a leak never does: after
+    bound_seconds, the count as it is)."""
+    give_up_at = time.monotonic() + bound_seconds
+    count = reading(runtime.fd_count)
+    while count > expected and time.monotonic() < give_up_at and runtime.alive():
+        time.sleep(0.05)
+        count = reading(runtime.fd_count)
+    return count
+
+
 def run(args):
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     repeat = f"PYTHONPATH=tests python -m reliability.soak --seed {seed} --duration {args.duration:g}"
@@ -649,12 +664,12 @@ def run(args):
 
     with runtime_process("soak_handler.handle", env=extra_env, python=args.python) as runtime:
         pid = runtime.pid
-        rss_ready = reading(runtime.rss_kib)
+        rss_ready, fds_ready = reading(runtime.rss_kib), reading(runtime.fd_count)
         warm_tally, warm_seconds, warm_settled = warm_up(
             runtime, dialect, seed, reply_limit, args.warm_up_cap
         )
-        time.sleep(0.5)
-        rss_start, fds_start = reading(runtime.rss_kib), reading(runtime.fd_count)
+        fds_start = idle_fd_count(runtime, fds_ready, reading)
+        rss_start = reading(runtime.rss_kib)
 
         tally = Tally()
         tallies = [Tally() for _ in range(args.clients)]
@@ -686,10 +701,10 @@ def run(args):
             for thread in threads:
                 thread.join()
             elapsed = time.monotonic() - started
-            time.sleep(0.5)  # let the runtime finish the last close
+            fds_end = idle_fd_count(runtime, fds_start, reading)
             watch.check()
             alive = runtime.alive() and runtime.pid == pid
-            rss_end, fds_end = reading(runtime.rss_kib), reading(runtime.fd_count)
+            rss_end = reading(runtime.rss_kib)
         for each in tallies:
             tally.merge(each)
         stop = (
