@@ -115,8 +115,8 @@ test-runtime: venv ## runtime unit tests + black-box tests on every Python 3.7..
 	$(PYTEST) tests/runtime
 
 .PHONY: test-cov
-test-cov: venv ## runtime tests with a line-coverage report of asya_runtime.py
-	$(PYTEST) tests/runtime --cov=asya_runtime --cov-report=term-missing
+test-cov: venv ## runtime tests with a line-coverage report of asya_runtime.py, the runtime processes of the venv's Python included
+	$(PYTEST) tests/runtime --cov --cov-config=tests/runtime/coverage.ini --cov-report=term-missing
 
 # ---------------------------------------------------------------- fake sidecar and demo
 .PHONY: test-sidecar

@@ -5,9 +5,11 @@ SUPPORTED_MINORS is the one declaration of the range; everything else reads it.
 
 import functools
 import os
+import platform
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 SUPPORTED_MINORS = tuple(range(7, 14))  # CPython 3.7 .. 3.13
@@ -16,6 +18,8 @@ NEWEST_MINOR = SUPPORTED_MINORS[-1]
 # The oldest and the newest supported interpreters must be tested in CI.
 REQUIRED_IN_CI = (OLDEST_MINOR, NEWEST_MINOR)
 PROBE_TIMEOUT_SECONDS = 30
+# Set by coverage.py (`patch = subprocess`) when it measures child processes too.
+COVERAGE_IN_CHILDREN = "COVERAGE_PROCESS_CONFIG"
 
 
 class Interpreter:
@@ -68,6 +72,10 @@ def probe_version(path):
 def find_interpreter(minor):
     """Return (Interpreter, None) for CPython 3.<minor>, or (None, why it is missing)."""
     looked = f"~/.pyenv/versions/3.{minor}.*/bin/python3 and python3.{minor} on PATH"
+    if minor == sys.version_info.minor and os.environ.get(COVERAGE_IN_CHILDREN):
+        # `make test-cov`: runs on this minor version use the interpreter that
+        # has coverage, so that they count.
+        return Interpreter(sys.executable, platform.python_version()), None
     path = _pyenv_candidate(minor) or shutil.which(f"python3.{minor}")
     if path is None:
         return None, f"Python 3.{minor} not found (looked for {looked})"

@@ -32,7 +32,7 @@ def clean_environment(**overrides):
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("ASYA_", "PYTHON", "COV_", "COVERAGE"))
+        if not name.startswith(("ASYA_", "PYTHON", "COV_", "COVERAGE")) or name == "COVERAGE_PROCESS_CONFIG"
     }
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(overrides)
