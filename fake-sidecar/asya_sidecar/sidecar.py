@@ -33,7 +33,9 @@ timeout), then retries it. If the runtime stays down the message goes to
 EXIT_NOT_READY, as it does when the runtime never starts. A runtime that dies
 in the middle of a call (no reply) sends the message to error-end on the
 directory queue; on RabbitMQ the message is requeued (``basic.nack``) and
-processed again once the runtime is back.
+processed again once the runtime is back, up to ``ASYA_MAX_LOST_CALLS`` calls
+(default 3): a message that takes the runtime down every time then goes to
+error-end, as the Go sidecar sends it at once, instead of crash-looping the pod.
 
 SIGTERM or SIGINT: the message in flight is finished (reply, outputs, ack),
 then the sidecar exits 0. A message that the runtime never answered because
@@ -41,6 +43,7 @@ it is stopping too (down, or closed with the call unread in its backlog, as
 when a whole pod stops) goes back to its queue untouched.
 """
 
+import collections
 import json
 import logging
 import os
@@ -86,6 +89,10 @@ LOG = logging.getLogger("asya-sidecar")
 
 class ConfigError(Exception):
     pass
+
+
+# Calls of one message the runtime may die in before it goes to error-end.
+DEFAULT_MAX_LOST_CALLS = 3
 
 
 def _positive(environ, name, default, kind=float):
@@ -137,7 +144,8 @@ class Config:
     def __init__(self, actor, socket_dir, queue_dir, ready_timeout, call_timeout,
                  exit_when_idle=None, max_messages=None, poll_interval=0.1,
                  transport="file", mode="fake", rabbitmq=None,
-                 happy_end=HAPPY_END, error_end=ERROR_END, socket_path=None):
+                 happy_end=HAPPY_END, error_end=ERROR_END, socket_path=None,
+                 max_lost_calls=DEFAULT_MAX_LOST_CALLS):
         self.actor = actor
         self.socket_dir = socket_dir
         self.queue_dir = queue_dir
@@ -152,6 +160,7 @@ class Config:
         self.happy_end = happy_end
         self.error_end = error_end
         self._socket_path = socket_path
+        self.max_lost_calls = max_lost_calls
 
     @property
     def socket_path(self):
@@ -210,6 +219,7 @@ class Config:
             rabbitmq=rabbitmq,
             happy_end=happy_end,
             error_end=error_end,
+            max_lost_calls=_positive_int(environ, "ASYA_MAX_LOST_CALLS", DEFAULT_MAX_LOST_CALLS),
         )
 
 
@@ -350,6 +360,31 @@ class CallTimedOut(Exception):
     """Go mode: a call outlived ASYA_RUNTIME_TIMEOUT; the sidecar exits 1 so the pod restarts."""
 
 
+class LostCalls:
+    """How many calls of each recent message the runtime died in.
+
+    Kept in memory (a sidecar restart starts again from zero) for the last
+    REMEMBERED messages, so that messages taken by another pod after their
+    requeue cost nothing forever.
+    """
+
+    REMEMBERED = 1024
+
+    def __init__(self):
+        self._counts = collections.OrderedDict()
+
+    def add(self, message_id):
+        """Count one more lost call of message_id; return how many there have been."""
+        count = self._counts.pop(message_id, 0) + 1
+        self._counts[message_id] = count
+        while len(self._counts) > self.REMEMBERED:
+            self._counts.popitem(last=False)
+        return count
+
+    def forget(self, message_id):
+        self._counts.pop(message_id, None)
+
+
 class Sidecar:
     RECEIVE_WAIT = 0.2  # seconds per receive: how often stop and idle are checked
 
@@ -357,6 +392,7 @@ class Sidecar:
         self.config = config
         self.stop = stop_event or threading.Event()
         self.transport = transport or make_transport(config, self.stop, LOG)
+        self.lost_calls = LostCalls()
 
     # -- readiness
 
@@ -486,8 +522,12 @@ class Sidecar:
                     # The runtime died in the call: an unacked message, as far as
                     # the broker is concerned. Redelivered, it waits for the
                     # runtime to come back (_call_until_reachable).
-                    return self._release(delivery, message_id, f"requeued: {exc.message}",
-                                         outcome="requeued")
+                    lost = self.lost_calls.add(message_id)
+                    if lost < config.max_lost_calls:
+                        return self._release(delivery, message_id, f"requeued: {exc.message}",
+                                             outcome="requeued")
+                    return fail(exc.code, f"{exc.message}; the runtime was lost in {lost} calls of this "
+                                          f"message (ASYA_MAX_LOST_CALLS={config.max_lost_calls})")
             if exc.code == TIMEOUT and go_mode:
                 fail(exc.code, exc.message,
                      go_error=f"Runtime timeout exceeded after {config.call_timeout:g}s")
@@ -528,6 +568,7 @@ class Sidecar:
     def _finish(self, delivery, hops, outcome):
         queue_name = self.transport.queue_name
         self.transport.publish_then_ack(delivery, [(queue_name(q), envelope) for q, envelope in hops])
+        self.lost_calls.forget(outcome.message_id)
         LOG.info("%s", outcome.log_line(self.config.actor))
         return outcome
 

@@ -272,6 +272,41 @@ def test_runtime_crash_mid_message_requeues_it_and_it_completes_once(harness, br
     assert amqp.finished("error-end", "crash-1") == []
 
 
+@pytest.mark.parametrize("mode", ["fake", "go"])
+def test_a_message_that_kills_the_runtime_every_time_goes_to_error_end_after_max_lost_calls(
+        harness, broker, amqp, mode):
+    actor = unique("poison")
+    reply_format = "list" if mode == "go" else "status"
+    max_lost_calls = 2
+    runtime = start_runtime(harness, actor, "crash.handle", reply_format)
+    amqp.send(actor, "poison-1", {"n": 1})
+    sidecar = start_sidecar(harness, broker, actor, mode=mode, env={"ASYA_MAX_LOST_CALLS": str(max_lost_calls)})
+
+    crashes = 0
+    while not amqp.finished("error-end", "poison-1"):
+        amqp.wait_until(lambda current=runtime: not current.alive() or amqp.finished("error-end", "poison-1"),
+                        "the runtime to die on poison-1, or poison-1 in error-end")
+        if runtime.alive():
+            break
+        assert runtime.wait_exit() == 17, runtime.log_text()
+        crashes += 1
+        assert crashes <= max_lost_calls, f"the runtime died {crashes} times on one message:\n{sidecar.log_text()}"
+        runtime = start_runtime(harness, actor, "crash.handle", reply_format)
+
+    (record,) = amqp.error_end("poison-1")
+    outcomes = [line["outcome"] for line in message_lines(sidecar) if line.get("id") == "poison-1"]
+    assert outcomes == ["requeued"] * (max_lost_calls - 1) + ["error"], sidecar.log_text()
+    assert 1 <= crashes <= max_lost_calls
+    assert amqp.finished("happy-end", "poison-1") == []
+    if mode == "go":
+        assert record["payload"]["original_payload"] == {"n": 1}
+        assert f"ASYA_MAX_LOST_CALLS={max_lost_calls}" in record["payload"]["error"], record
+    else:
+        assert record["error"] == "runtime_unavailable", record
+        assert f"ASYA_MAX_LOST_CALLS={max_lost_calls}" in record["message"], record
+    assert amqp.counts(actor)[0] == 0, "nothing left to redeliver"
+
+
 def test_two_sidecars_on_one_queue_take_each_message_once(harness, broker, amqp):
     actor, count = unique("work"), 100
     for replica in ("a", "b"):
