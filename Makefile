@@ -34,7 +34,7 @@ demo: ## run the example pipeline as local processes and show where each message
 	$(PYTHON) examples/demo.py
 
 .PHONY: test
-test: lint test-runtime test-sidecar test-reliability bench-smoke images test-chart e2e ## every test: lint, runtime on 3.7..3.13, sidecar, fuzz+soak (short), bench smoke, chart, podman e2e (~4 min; ~8 fresh)
+test: lint test-runtime test-sidecar test-reliability bench-smoke images test-chart e2e ## every test: lint, runtime on 3.7..3.13, sidecar, fuzz+soak (short), bench smoke, chart, podman e2e (~6 min with images built; ~7 from a fresh clone)
 	@echo "make test: all suites passed"
 
 # ---------------------------------------------------------------- tooling
@@ -148,7 +148,7 @@ soak: venv ## fault-injection soak of the real runtime for SOAK_SECONDS (240) wi
 		--reply-format $(REPLY_FORMAT) --handler-timeout $(HANDLER_TIMEOUT)
 
 .PHONY: test-reliability
-test-reliability: venv ## short fuzz (both dialects) + security checks + 15 s soak, and 10 s more as under the Go sidecar (~85 s)
+test-reliability: venv ## short fuzz (both dialects) + security checks + 15 s soak, and 10 s more as under the Go sidecar (~70 s)
 	$(PYTEST) --timeout 600 -p no:cacheprovider tests/reliability
 	PYTHONPATH=tests $(PY) -m reliability.soak --duration 15 $(if $(SEED),--seed $(SEED))
 	PYTHONPATH=tests $(PY) -m reliability.soak --duration 10 $(if $(SEED),--seed $(SEED)) \
