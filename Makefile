@@ -120,7 +120,7 @@ test-cov: venv ## runtime tests with a line-coverage report of asya_runtime.py, 
 
 # ---------------------------------------------------------------- fake sidecar and demo
 .PHONY: test-sidecar
-test-sidecar: venv rabbitmq ## fake sidecar tests against the real runtime as processes: directory queue, and RabbitMQ on 127.0.0.1 (started and stopped by the tests) (~40 s)
+test-sidecar: venv rabbitmq ## fake sidecar tests against the real runtime as processes: directory queue, and RabbitMQ on 127.0.0.1 (started and stopped by the tests) (~55 s)
 	$(PYTEST) --timeout 300 tests/sidecar
 
 # ---------------------------------------------------------------- end to end (docs/e2e.md)

@@ -307,6 +307,37 @@ def test_a_message_that_kills_the_runtime_every_time_goes_to_error_end_after_max
     assert amqp.counts(actor)[0] == 0, "nothing left to redeliver"
 
 
+def test_a_broker_killed_mid_message_loses_nothing(harness, broker):
+    # A broker of its own: killing the module's would take the other tests' queues with it.
+    actor = unique("brokerdown")
+    start_runtime(harness, actor, "gated.handle", "list")
+    gate = harness.path("gate")
+    started = {message_id: harness.path(f"started-{message_id}") for message_id in ("bk-1", "bk-2")}
+    with Broker("broker-crash") as own:
+        with AmqpQueues(own.url) as queues:  # publisher confirms: both are on the broker's disk
+            for message_id, marker in started.items():
+                queues.send(actor, message_id, {"started": marker, "gate": gate})
+        sidecar = start_sidecar(harness, own, actor, mode="go")
+        wait_for(lambda: os.path.exists(started["bk-1"]), "the handler to start on bk-1")
+
+        own.kill()
+        assert sidecar.wait_exit() == 4, sidecar.log_text()  # EXIT_BROKER: the pod restarts it
+        assert "broker failure" in sidecar.log_text()
+        open(gate, "w").close()  # the orphaned call ends; its reply has nowhere to go
+        own.start_again()
+        restarted = start_sidecar(harness, own, actor, mode="go")
+
+        with AmqpQueues(own.url) as queues:
+            done = queues.happy_end("bk", count=2)
+            assert [m["id"] for m in done] == ["bk-1", "bk-2"]
+            assert [m["payload"]["started"] for m in done] == [started["bk-1"], started["bk-2"]]
+            assert queues.finished("error-end", "bk") == []
+            queues.wait_until(lambda: queues.counts(actor) == (0, 1), "the restarted sidecar to ack both")
+            assert queues.finished("happy-end", "bk") == done, "each delivered once"
+        restarted.send_signal(signal.SIGTERM)
+        assert restarted.wait_exit() == 0, restarted.log_text()
+
+
 def test_two_sidecars_on_one_queue_take_each_message_once(harness, broker, amqp):
     actor, count = unique("work"), 100
     for replica in ("a", "b"):

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -100,6 +101,18 @@ class Broker:
         self.started_here = not already
         return self.url
 
+    def kill(self):
+        """SIGKILL the broker's Erlang VM, as when its node dies; its queues stay on disk for start_again()."""
+        pid = int((self.state_dir / "rabbitmq.pid").read_text().strip())
+        os.kill(pid, signal.SIGKILL)
+        wait.wait_for(lambda: not _process_exists(pid), f"the killed broker (PID {pid}) to be gone", WAIT_TIMEOUT)
+
+    def start_again(self):
+        """Start a killed broker on the same ports, with the durable queues and messages it had."""
+        result = self._script("start", check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"tools/rabbitmq.sh start failed:\n{result.stdout}")
+
     def stop(self):
         if self.started_here:
             self._script("stop", check=False)
@@ -113,6 +126,15 @@ class Broker:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+def _process_exists(pid):
+    """True while pid runs (a zombie counts as gone: it holds no ports or files)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def queue_name(name):
