@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from asya_testkit.paths import PROTOCOL_DOC
 from asya_testkit.wire import call, connect, envelope_for, exchange, frame, read_until_eof
 
 LIST = {"ASYA_REPLY_FORMAT": "list"}
@@ -38,6 +39,11 @@ def test_reply_bytes_match_the_documented_example(shared_runtime):
         '"headers":{"trace":"t-9"},"id":"msg-1"}]'
     ).encode()
     assert len(expected_body) == 119
+
+    documented = PROTOCOL_DOC.read_text("utf-8")
+    assert request.decode() in documented.splitlines(), "the request example of docs/protocol.md changed"
+    assert expected_body.decode() in documented.splitlines(), "the reply example of docs/protocol.md changed"
+    assert "`00 00 00 77`" in documented
 
     with connect(runtime.socket_path) as client:
         client.sendall(frame(request))

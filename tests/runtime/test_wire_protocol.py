@@ -10,6 +10,7 @@ import struct
 
 import pytest
 
+from asya_testkit.paths import PROTOCOL_DOC
 from asya_testkit.wait import wait_for
 from asya_testkit.wire import (
     call,
@@ -61,6 +62,11 @@ def test_reply_bytes_match_the_documented_example(shared_runtime):
         '"headers":{"trace":"t-9"},"id":"msg-1"}}'
     ).encode()
     assert len(request) == 117 and len(expected_body) == 142
+
+    documented = PROTOCOL_DOC.read_text("utf-8")
+    assert request.decode() in documented.splitlines(), "the request example of docs/protocol.md changed"
+    assert expected_body.decode() in documented.splitlines(), "the reply example of docs/protocol.md changed"
+    assert "`00 00 00 8e`" in documented
 
     with connect(runtime.socket_path) as client:
         client.sendall(b"\x00\x00\x00\x75" + request)
