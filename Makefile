@@ -80,7 +80,11 @@ podman: ## install podman (Debian packages) and write .tools/containers.conf
 
 .PHONY: rabbitmq
 rabbitmq: ## install RabbitMQ (Debian package); tests start it on 127.0.0.1 via tools/rabbitmq.sh
-	bash tools/install-rabbitmq.sh
+	bash tools/install-debian-server.sh rabbitmq-server beam.smp epmd
+
+.PHONY: registry
+registry: ## install the distribution container registry (Debian's docker-registry); the push test runs it on 127.0.0.1
+	bash tools/install-debian-server.sh docker-registry docker-registry
 
 .PHONY: base-images
 base-images: podman ## build the local base images (debootstrap; no registry needed)
@@ -125,7 +129,7 @@ test-sidecar: venv rabbitmq ## fake sidecar tests against the real runtime as pr
 
 # ---------------------------------------------------------------- end to end (docs/e2e.md)
 .PHONY: e2e
-e2e: images helm venv rabbitmq ## chart + images on podman pods, RabbitMQ on 127.0.0.1 (started and stopped here): 17 scenarios, adapter tests (~85 s; ~5 min fresh)
+e2e: images helm venv rabbitmq registry ## chart + images on podman pods, RabbitMQ on 127.0.0.1 (started and stopped here): 17 scenarios, make push to a real registry, adapter tests (~85 s; ~5 min fresh)
 	$(PYTEST) --timeout 600 -p no:cacheprovider -rs tests/e2e --backend podman
 
 .PHONY: e2e-kind

@@ -18,7 +18,7 @@
 # config all live in ASYA_RABBITMQ_DIR: nothing is written to /var/lib/rabbitmq
 # or /etc/rabbitmq, and the package's service is not used. No plugin is enabled.
 #
-# Installed by tools/install-rabbitmq.sh (Debian's rabbitmq-server).
+# Installed by tools/install-debian-server.sh (Debian's rabbitmq-server).
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,7 +33,7 @@ log() { echo "rabbitmq: $*"; }
 die() { echo "rabbitmq: error: $*" >&2; exit 1; }
 
 sbin=/usr/lib/rabbitmq/bin
-[[ -x $sbin/rabbitmq-server ]] || die "rabbitmq-server is not installed; run tools/install-rabbitmq.sh (make rabbitmq)"
+[[ -x $sbin/rabbitmq-server ]] || die "rabbitmq-server is not installed; run make rabbitmq"
 
 mkdir -p "$state_dir"
 state_dir=$(cd "$state_dir" && pwd)

@@ -13,14 +13,13 @@ one id never loses another test's message.
 
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
 from . import wait
+from .ports import free_loopback_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 RABBITMQ_SCRIPT = REPO_ROOT / "tools" / "rabbitmq.sh"
@@ -43,26 +42,6 @@ def broker_unavailable_reason():
     return None
 
 
-def _loopback_port_free(port):
-    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        probe.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
-
-
-def free_port_triple(low=20000, high=40000):
-    """A port p with p, p+1 and p+2 free on 127.0.0.1 (AMQP, distribution, epmd)."""
-    for _ in range(200):
-        port = random.randrange(low, high - 2)
-        if all(_loopback_port_free(p) for p in (port, port + 1, port + 2)):
-            return port
-    raise RuntimeError(f"no three free consecutive loopback ports in {low}..{high}")
-
-
 class Broker:
     """One test broker: `start()` returns its URL; `stop()` stops it if start() started it.
 
@@ -74,7 +53,7 @@ class Broker:
 
     def __init__(self, name, port=None):
         self.ephemeral = port is None
-        self.port = free_port_triple() if port is None else port
+        self.port = free_loopback_ports(3) if port is None else port  # AMQP, distribution, epmd
         self.name = f"{name}-{self.port}" if self.ephemeral else name
         self.state_dir = REPO_ROOT / ".tools" / "rabbitmq" / self.name
         self.started_here = False
