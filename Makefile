@@ -13,6 +13,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 TOOLS := .tools
 HELM := $(TOOLS)/bin/helm
+HELM3 := $(TOOLS)/bin/helm3
 README_GENERATOR := tools/readme-generator/node_modules/.bin/readme-generator
 # The chart's appVersion: the tag `make images` gives the runtime image and `make push` pushes.
 CHART_APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/asya-actor/Chart.yaml)
@@ -49,8 +50,11 @@ venv: $(VENV)/.installed ## create .venv with the pinned dev tools
 $(HELM): tools/fetch_helm.py | $(VENV)/.installed
 	$(PY) tools/fetch_helm.py --dest $(TOOLS)/bin
 
+$(HELM3): tools/fetch_helm.py | $(VENV)/.installed
+	$(PY) tools/fetch_helm.py --major 3 --dest $(TOOLS)/bin
+
 .PHONY: helm
-helm: $(HELM) ## install the pinned helm binary into .tools/bin
+helm: $(HELM) $(HELM3) ## install the pinned helm binaries into .tools/bin: helm (v4) for every tool, helm3 for the chart's helm 3 check
 
 # ---------------------------------------------------------------- the chart
 .PHONY: lint-chart
@@ -60,7 +64,7 @@ lint-chart: helm ## helm lint --strict charts/asya-actor with each ci/ values fi
 	done
 
 .PHONY: test-chart
-test-chart: venv helm readme-generator ## chart tests: lint, render, kubernetes-validate (oldest+newest k8s), KEDA fields, README table fresh (~30 s)
+test-chart: venv helm readme-generator ## chart tests: lint, render, kubernetes-validate (oldest+newest k8s), KEDA fields, README table fresh; helm 3 renders what helm 4 does (~30 s)
 	$(PYTEST) tests/chart
 
 $(README_GENERATOR): tools/readme-generator/package.json tools/readme-generator/package-lock.json

@@ -13,6 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "asya-actor"
 CI_VALUES_DIR = CHART_DIR / "ci"
 HELM = REPO_ROOT / ".tools" / "bin" / "helm"
+HELM3 = REPO_ROOT / ".tools" / "bin" / "helm3"
 RELEASE = "demo"
 
 

@@ -1,7 +1,8 @@
-"""Fixtures for the chart tests: the pinned helm, and renders of the ci values files.
+"""Fixtures for the chart tests: the pinned helms, and renders of the ci values files.
 
-helm comes from tools/fetch_helm.py (the same pinned, sha256-checked binary as
-`make helm`); a missing one is installed once per session.
+helm 4 (`chart`, what every tool uses) and helm 3 (`chart3`, for users still
+on it) come from tools/fetch_helm.py (the same pinned, sha256-checked binaries
+as `make helm`); a missing one is installed once per session.
 """
 
 import os
@@ -10,15 +11,24 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from chart_helpers import HELM, REPO_ROOT, Chart, ci_values_files
+from chart_helpers import HELM, HELM3, REPO_ROOT, Chart, ci_values_files
+
+
+def pinned_chart(helm_path, major):
+    if not (helm_path.exists() and os.access(str(helm_path), os.X_OK)):
+        subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "fetch_helm.py"),
+                        "--major", major, "--dest", str(helm_path.parent)], check=True)
+    return Chart(helm_path)
 
 
 @pytest.fixture(scope="session")
 def chart():
-    if not (HELM.exists() and os.access(str(HELM), os.X_OK)):
-        subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "fetch_helm.py"),
-                        "--dest", str(HELM.parent)], check=True)
-    return Chart(HELM)
+    return pinned_chart(HELM, "4")
+
+
+@pytest.fixture(scope="session")
+def chart3():
+    return pinned_chart(HELM3, "3")
 
 
 @pytest.fixture(scope="session")

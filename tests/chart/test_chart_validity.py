@@ -45,24 +45,27 @@ def test_every_documented_scenario_has_a_ci_values_file():
 
 
 @pytest.fixture(scope="module")
-def lint_results(chart):
+def lint_results(chart, chart3):
+    """{(helm, values file): lint result}: helm 4, and helm 3 for users still on it."""
+    jobs = [(helm, path) for helm in (chart, chart3) for path in ci_values_files()]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = pool.map(lambda path: chart.run("lint", "--strict", str(CHART_DIR), "--values", str(path)),
-                           ci_values_files())
-        return dict(zip(ci_values_files(), results))
+        results = pool.map(
+            lambda job: job[0].run("lint", "--strict", str(CHART_DIR), "--values", str(job[1])), jobs)
+        return {("helm3" if helm is chart3 else "helm4", path): result
+                for (helm, path), result in zip(jobs, results)}
 
 
+@pytest.mark.parametrize("helm", ["helm4", "helm3"])
 @pytest.mark.parametrize("values_file", ci_values_files(), ids=lambda path: path.stem)
-def test_helm_lint_strict(lint_results, values_file):
-    result = lint_results[values_file]
+def test_helm_lint_strict(lint_results, helm, values_file):
+    result = lint_results[(helm, values_file)]
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 chart(s) failed" in result.stdout
 
 
-@pytest.fixture(scope="module")
-def renders_per_version(chart):
-    """{(values file stem, kubernetes version): documents} for every ci file the
-    version supports, rendered with that version's capabilities."""
+def render_every_ci_file(chart):
+    """{(values file stem, kubernetes version): documents} for every ci file at the
+    oldest and newest version it supports, rendered with that version's capabilities."""
     jobs = []
     for path in ci_values_files():
         for version in (OLDEST_KUBERNETES, NEWEST_KUBERNETES):
@@ -74,6 +77,19 @@ def renders_per_version(chart):
         docs = list(pool.map(lambda job: chart.template_all(values_files=[job[0]], kube_version=job[1]),
                              jobs))
     return {(path.stem, version): rendered for (path, version), rendered in zip(jobs, docs)}
+
+
+@pytest.fixture(scope="module")
+def renders_per_version(chart):
+    return render_every_ci_file(chart)
+
+
+def test_helm3_renders_the_objects_helm4_renders(renders_per_version, chart3):
+    # Users still on helm 3 get the same Deployment, ScaledObject, ... as helm 4 users.
+    helm3_renders = render_every_ci_file(chart3)
+    assert sorted(helm3_renders) == sorted(renders_per_version)
+    for key, docs in renders_per_version.items():
+        assert helm3_renders[key] == docs, f"{key}: helm 3 renders other objects than helm 4"
 
 
 @pytest.mark.parametrize("version", ["oldest", "newest"])
