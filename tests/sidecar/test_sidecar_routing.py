@@ -5,6 +5,7 @@ from asya_sidecar.runtime_client import strict_json_loads
 from asya_sidecar.sidecar import (
     Config,
     ConfigError,
+    LostCalls,
     Outcome,
     RoutingError,
     error_record,
@@ -123,6 +124,7 @@ def test_config_defaults():
     assert config.queue_dir == "/var/asya/queues"
     assert (config.ready_timeout, config.call_timeout) == (60.0, 300.0)
     assert config.exit_when_idle is None and config.max_messages is None
+    assert config.max_lost_calls == 3
 
 
 @pytest.mark.parametrize("environ, complaint", [
@@ -132,12 +134,32 @@ def test_config_defaults():
     ({"ASYA_ACTOR_NAME": "a", "ASYA_READY_TIMEOUT": "soon"}, "ASYA_READY_TIMEOUT='soon' is not a number"),
     ({"ASYA_ACTOR_NAME": "a", "ASYA_CALL_TIMEOUT": "0"}, "ASYA_CALL_TIMEOUT='0' must be greater than 0"),
     ({"ASYA_ACTOR_NAME": "a", "ASYA_MAX_MESSAGES": "1.5"}, "ASYA_MAX_MESSAGES='1.5' is not an integer"),
+    ({"ASYA_ACTOR_NAME": "a", "ASYA_MAX_LOST_CALLS": "0"}, "ASYA_MAX_LOST_CALLS='0' must be greater than 0"),
 ])
 def test_config_errors_name_the_variable(environ, complaint):
     with pytest.raises(ConfigError) as caught:
         Config.from_environ(environ)
 
     assert complaint in str(caught.value)
+
+
+def test_lost_calls_are_counted_per_message_and_forgotten_when_it_finishes():
+    lost = LostCalls()
+
+    assert [lost.add("m"), lost.add("m"), lost.add("other")] == [1, 2, 1]
+    lost.forget("m")
+    assert lost.add("m") == 1
+
+
+def test_lost_calls_remember_only_the_most_recent_messages():
+    lost = LostCalls()
+    lost.add("oldest")
+    lost.add("recent")
+    for number in range(LostCalls.REMEMBERED - 1):
+        lost.add(f"m{number}")
+
+    assert lost.add("recent") == 2, "a message counted again moves to the recent end"
+    assert lost.add("oldest") == 1, "the least recent message was forgotten"
 
 
 @pytest.mark.parametrize("text", [b"NaN", b'{"x": Infinity}', b"\xff"])
