@@ -35,6 +35,7 @@ from asya_testkit.wire import (
     encode_envelope,
     frame,
     receive_until_closed,
+    reply_error,
     send_ignoring_early_close,
 )
 
@@ -169,14 +170,13 @@ class ReplyDialect:
         self.parsing_error = "msg_parsing_error" if name == "list" else "processing_error"
 
     def error_of(self, reply):
-        """(code, details) of an error reply, else None; details holds message, type, traceback."""
+        """(code, details) of an error reply in this dialect, else None; details: message, type, traceback."""
         if self.name == "list":
-            if isinstance(reply, list) and len(reply) == 1 and set(reply[0]) == {"error", "details"}:
-                return reply[0]["error"], reply[0]["details"]
-            return None
-        if isinstance(reply, dict) and reply.get("status") == "error":
-            return reply.get("error"), {key: reply[key] for key in reply if key not in ("status", "error")}
-        return None
+            one_error = isinstance(reply, list) and len(reply) == 1
+            in_this_dialect = one_error and set(reply[0]) == {"error", "details"}
+        else:
+            in_this_dialect = isinstance(reply, dict) and "error" in reply
+        return reply_error(reply) if in_this_dialect else None
 
     def outputs_of(self, reply, fan_out):
         """The output envelopes of a success, else None. `status` sends one

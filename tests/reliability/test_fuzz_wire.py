@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asya_testkit.wire import call, canonical, encode_envelope, exchange, frame, simple_route
+from asya_testkit.wire import (
+    call,
+    canonical,
+    encode_envelope,
+    exchange,
+    frame,
+    reply_error,
+    reply_outputs,
+    simple_route,
+)
 
 from . import runtime_process
 from .strategies import envelope_like, frame_stream_outcome, framed_streams, is_valid_envelope
@@ -37,25 +46,15 @@ def runtime(request):
 
 
 def error_code(reply):
-    """The error code of a reply in either dialect, None for a success."""
-    if isinstance(reply, list):
-        return reply[0].get("error") if len(reply) == 1 else None
-    return reply["error"] if reply["status"] == "error" else None
-
-
-def outputs(reply):
-    """The output envelopes of a successful reply in either dialect."""
-    if isinstance(reply, list):
-        return reply
-    result = reply["result"]
-    return result if isinstance(result, list) else [result]
+    error = reply_error(reply)
+    return None if error is None else error[0]
 
 
 def assert_still_serving(process):
     assert process.alive(), f"runtime exited with {process.process.poll()}:\n{process.log_text()[-3000:]}"
     reply = call(process.socket_path, {"route": simple_route(), "payload": {"alive": True}})
     assert error_code(reply) is None, reply
-    assert [out["payload"] for out in outputs(reply)] == [{"alive": True}], reply
+    assert [out["payload"] for out in reply_outputs(reply)] == [{"alive": True}], reply
 
 
 @given(body=st.binary(max_size=8192))
@@ -90,7 +89,7 @@ def test_arbitrary_json_gets_one_reply_that_agrees_with_the_contract(runtime, va
         return
     sent = value["payload"]
     expected_payloads = [] if sent is None else sent if isinstance(sent, list) else [sent]
-    assert [canonical(out["payload"]) for out in outputs(reply)] == [canonical(v) for v in expected_payloads]
+    assert [canonical(out["payload"]) for out in reply_outputs(reply)] == [canonical(v) for v in expected_payloads]
     if runtime.dialect == "list":
         # The Go sidecar routes to actors[current]: the runtime moves it on.
         assert all(out["route"]["current"] == value["route"]["current"] + 1 for out in reply), reply

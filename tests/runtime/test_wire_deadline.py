@@ -9,7 +9,7 @@ exits with code 4 so that Kubernetes restarts the container.
 
 import pytest
 
-from asya_testkit.wire import call, envelope_for
+from asya_testkit.wire import call, envelope_for, reply_error
 
 DEADLINE = {"ASYA_HANDLER_TIMEOUT": "0.5"}
 LIST = {"ASYA_REPLY_FORMAT": "list"}
@@ -18,11 +18,10 @@ EXIT_HANDLER_STUCK = 4
 
 def error_of(reply):
     """(code, type, message) of an error reply in either dialect."""
-    if isinstance(reply, list):
-        (error,) = reply
-        return error["error"], error["details"]["type"], error["details"]["message"]
-    assert reply["status"] == "error", reply
-    return reply["error"], reply["type"], reply["message"]
+    error = reply_error(reply)
+    assert error is not None, reply
+    code, details = error
+    return code, details["type"], details["message"]
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 import pytest
 
 from asya_testkit.process import run_to_exit
-from asya_testkit.wire import call, envelope_for
+from asya_testkit.wire import call, envelope_for, reply_outputs
 from conftest import HANDLERS_DIR
 
 LIST = {"ASYA_REPLY_FORMAT": "list"}
@@ -12,9 +12,7 @@ ERROR_PREFIX = "asya-runtime: error: "
 
 def payloads(reply):
     """The output payloads of a reply in either dialect."""
-    outputs = reply if isinstance(reply, list) else reply["result"]
-    outputs = outputs if isinstance(outputs, list) else [outputs]
-    return [output["payload"] for output in outputs]
+    return [output["payload"] for output in reply_outputs(reply)]
 
 
 # -- class handlers ------------------------------------------------------------

@@ -156,6 +156,27 @@ def call(socket_path, envelope, timeout=HANG_GUARD_SECONDS):
     return exchange(socket_path, frame(body), timeout=timeout).reply()
 
 
+def reply_outputs(reply):
+    """The output envelopes of a successful reply in either dialect: `list`
+    sends an array; `status` one envelope as an object, a fan-out as a list."""
+    if isinstance(reply, list):
+        return reply
+    result = reply["result"]
+    return result if isinstance(result, list) else [result]
+
+
+def reply_error(reply):
+    """(code, details) of an error reply in either dialect, where details holds
+    message, type and traceback; None for a success."""
+    if isinstance(reply, list):
+        if len(reply) == 1 and "error" in reply[0]:
+            return reply[0]["error"], reply[0]["details"]
+        return None
+    if reply.get("status") == "error":
+        return reply["error"], {key: reply[key] for key in reply if key not in ("status", "error")}
+    return None
+
+
 class ShortReply(ConnectionError):
     """The server closed before sending the whole reply frame."""
 
