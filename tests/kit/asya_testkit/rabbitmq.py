@@ -73,12 +73,15 @@ class Broker:
         if not already:
             # Durable queues would keep the messages of an earlier, failed run.
             shutil.rmtree(str(self.state_dir / "mnesia"), ignore_errors=True)
-            result = self._script("start", check=False)
-            if result.returncode != 0:
-                self._script("stop", check=False)
-                raise RuntimeError(f"tools/rabbitmq.sh start failed:\n{result.stdout}")
+            self._start_node()
         self.started_here = not already
         return self.url
+
+    def _start_node(self):
+        result = self._script("start", check=False)
+        if result.returncode != 0:
+            self._script("stop", check=False)
+            raise RuntimeError(f"tools/rabbitmq.sh start failed:\n{result.stdout}")
 
     def kill(self):
         """SIGKILL the broker's Erlang VM, as when its node dies; its queues stay on disk for start_again()."""
@@ -88,9 +91,7 @@ class Broker:
 
     def start_again(self):
         """Start a killed broker on the same ports, with the durable queues and messages it had."""
-        result = self._script("start", check=False)
-        if result.returncode != 0:
-            raise RuntimeError(f"tools/rabbitmq.sh start failed:\n{result.stdout}")
+        self._start_node()
 
     def stop(self):
         if self.started_here:
