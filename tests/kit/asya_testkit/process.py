@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .interpreters import COVERAGE_IN_CHILDREN
 from .paths import READY_FILE_NAME, RUNTIME_SCRIPT, SOCKET_NAME
 from .wait import HANG_GUARD_SECONDS, wait_for
 
@@ -28,11 +29,13 @@ def clean_environment(**overrides):
     """os.environ without ASYA_* and interpreter-steering variables, plus overrides.
 
     Bytecode writing is off: several interpreters import the same fixture files.
+    The one coverage variable kept is how `make test-cov` measures the runtime
+    processes of the venv's Python (interpreters.COVERAGE_IN_CHILDREN).
     """
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("ASYA_", "PYTHON", "COV_", "COVERAGE")) or name == "COVERAGE_PROCESS_CONFIG"
+        if not name.startswith(("ASYA_", "PYTHON", "COV_", "COVERAGE")) or name == COVERAGE_IN_CHILDREN
     }
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(overrides)
