@@ -32,6 +32,12 @@ def chart3():
 
 
 @pytest.fixture(scope="session")
+def charts_by_helm(chart, chart3):
+    """Both pinned helms, for the checks every helm user needs: {"helm4": ..., "helm3": ...}."""
+    return {"helm4": chart, "helm3": chart3}
+
+
+@pytest.fixture(scope="session")
 def ci_renders(chart):
     """{values file stem: rendered text} for every charts/asya-actor/ci file, rendered in parallel."""
     files = ci_values_files()

@@ -45,14 +45,15 @@ def test_every_documented_scenario_has_a_ci_values_file():
 
 
 @pytest.fixture(scope="module")
-def lint_results(chart, chart3):
+def lint_results(charts_by_helm):
     """{(helm, values file): lint result}: helm 4, and helm 3 for users still on it."""
-    jobs = [(helm, path) for helm in (chart, chart3) for path in ci_values_files()]
+    jobs = [(helm, path) for helm in charts_by_helm for path in ci_values_files()]
+    def lint(job):
+        helm, values_file = job
+        return charts_by_helm[helm].run("lint", "--strict", str(CHART_DIR), "--values", str(values_file))
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = pool.map(
-            lambda job: job[0].run("lint", "--strict", str(CHART_DIR), "--values", str(job[1])), jobs)
-        return {("helm3" if helm is chart3 else "helm4", path): result
-                for (helm, path), result in zip(jobs, results)}
+        return dict(zip(jobs, pool.map(lint, jobs)))
 
 
 @pytest.mark.parametrize("helm", ["helm4", "helm3"])

@@ -165,8 +165,8 @@ def helm_major(request):
 
 
 @pytest.fixture(scope="module")
-def outcomes(request, helm_major):
-    chart = request.getfixturevalue("chart" if helm_major == "helm4" else "chart3")
+def outcomes(charts_by_helm, helm_major):
+    chart = charts_by_helm[helm_major]
     cases = {("render", name): (values, None) for name, (values, _) in RENDER_FAILURES.items()}
     cases.update({("version", name): (values, kube_version)
                   for name, (values, kube_version, _) in VERSION_FAILURES.items()})
