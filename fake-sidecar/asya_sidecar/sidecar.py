@@ -4,8 +4,8 @@ It does what the production sidecar does, in this order, for every message
 of its actor's queue (``ASYA_ACTOR_NAME``):
 
 1. receive the oldest message of the queue, from the transport
-   (``ASYA_TRANSPORT``: ``file``, the directory queue of queues.py, or
-   ``rabbitmq``, see rabbitmq.py);
+   (``ASYA_TRANSPORT``: ``file``, the directory queue of queues.py,
+   ``rabbitmq``, see rabbitmq.py, or ``sqs``, see sqs.py);
 2. dial the runtime's socket, send the envelope as one frame, read one reply
    frame within the call timeout, close;
 3. on success, route every output envelope: to the actor the route now points
@@ -78,7 +78,7 @@ EXIT_BROKER = 4
 DEFAULT_SOCKET_DIR = "/var/run/asya"
 DEFAULT_QUEUE_DIR = "/var/asya/queues"
 
-TRANSPORTS = ("file", "rabbitmq")
+TRANSPORTS = ("file", "rabbitmq", "sqs")
 MODES = ("fake", "go")
 # The Go sidecar's timeouts when its variables are unset (internal/config, cmd/sidecar).
 GO_DEFAULT_CALL_TIMEOUT = 300.0
@@ -133,7 +133,7 @@ def _choice(environ, name, default, choices):
     value = environ.get(name) or default
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}"
-                          + (" (the fake sidecar has no SQS or Pub/Sub transport)"
+                          + (" (the fake sidecar has no Pub/Sub transport)"
                              if name == "ASYA_TRANSPORT" else ""))
     return value
 
@@ -143,7 +143,7 @@ class Config:
 
     def __init__(self, actor, socket_dir, queue_dir, ready_timeout, call_timeout,
                  exit_when_idle=None, max_messages=None, poll_interval=0.1,
-                 transport="file", mode="fake", rabbitmq=None,
+                 transport="file", mode="fake", rabbitmq=None, sqs=None,
                  happy_end=HAPPY_END, error_end=ERROR_END, socket_path=None,
                  max_lost_calls=DEFAULT_MAX_LOST_CALLS):
         self.actor = actor
@@ -157,6 +157,7 @@ class Config:
         self.transport = transport
         self.mode = mode
         self.rabbitmq = rabbitmq
+        self.sqs = sqs
         self.happy_end = happy_end
         self.error_end = error_end
         self._socket_path = socket_path
@@ -204,6 +205,13 @@ class Config:
         if transport == "rabbitmq":
             from .rabbitmq import RabbitMQSettings
             rabbitmq = RabbitMQSettings.from_environ(environ, _positive_int)
+        sqs = None
+        if transport == "sqs":
+            from .sqs import SqsSettings
+            try:
+                sqs = SqsSettings.from_environ(environ, call_timeout)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         return cls(
             actor=actor,
             socket_dir=environ.get("ASYA_SOCKET_DIR") or DEFAULT_SOCKET_DIR,
@@ -217,6 +225,7 @@ class Config:
             transport=transport,
             mode=mode,
             rabbitmq=rabbitmq,
+            sqs=sqs,
             happy_end=happy_end,
             error_end=error_end,
             max_lost_calls=_positive_int(environ, "ASYA_MAX_LOST_CALLS", DEFAULT_MAX_LOST_CALLS),
@@ -632,6 +641,9 @@ class Sidecar:
 
 def _broker_errors(config):
     """Exceptions that mean the broker connection is unusable (none for the directory queue)."""
+    if config.transport == "sqs":
+        from .sqs import SqsError
+        return (SqsError,)
     if config.transport != "rabbitmq":
         return ()
     import pika

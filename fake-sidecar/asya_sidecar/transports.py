@@ -1,4 +1,4 @@
-"""Where messages come from and go to: the directory queue or RabbitMQ.
+"""Where messages come from and go to: the directory queue, RabbitMQ or SQS (sqs.py).
 
 The sidecar sees one interface, whichever transport carries the messages:
 
@@ -98,4 +98,7 @@ def make_transport(config, stop_event, log):
     if config.transport == "rabbitmq":
         from .rabbitmq import RabbitMQTransport
         return RabbitMQTransport(config.rabbitmq, config.actor, stop_event, log)
+    if config.transport == "sqs":
+        from .sqs import SqsTransport
+        return SqsTransport(config.sqs, config.actor, stop_event, log)
     return FileTransport(config.queue_dir, config.actor, config.poll_interval, stop_event, log)

@@ -4,11 +4,10 @@
 only, free ports, state under .tools/rabbitmq/<name>-<port>) and stops it
 again, removing its state.
 
-``AmqpQueues`` is what a test does with queues: publish an envelope to an
-actor the way an upstream sidecar does (the asya exchange, routing key =
-queue name, persistent JSON), and wait for messages to arrive in happy-end or
-error-end. Every message it takes from an end queue is kept, so waiting for
-one id never loses another test's message.
+``AmqpQueues`` is what a test does with queues (endqueues.EndQueues): publish
+an envelope to an actor the way an upstream sidecar does (the asya exchange,
+routing key = queue name, persistent JSON), and wait for messages to arrive
+in happy-end or error-end.
 """
 
 import json
@@ -19,16 +18,13 @@ import subprocess
 from pathlib import Path
 
 from . import wait
+from .endqueues import WAIT_TIMEOUT, EndQueues
 from .ports import free_loopback_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 RABBITMQ_SCRIPT = REPO_ROOT / "tools" / "rabbitmq.sh"
 EXCHANGE = "asya"
 QUEUE_PREFIX = "asya-"
-HAPPY_END = "happy-end"
-ERROR_END = "error-end"
-# A bound on waits, not an expectation of speed.
-WAIT_TIMEOUT = 120.0
 
 
 def broker_unavailable_reason():
@@ -121,8 +117,9 @@ def queue_name(name):
     return QUEUE_PREFIX + name
 
 
-class AmqpQueues:
+class AmqpQueues(EndQueues):
     def __init__(self, url, exchange=EXCHANGE):
+        super().__init__()
         import pika
         self._pika = pika
         # No heartbeats: a test may sit between two calls for longer than one.
@@ -133,7 +130,6 @@ class AmqpQueues:
         self.exchange = exchange
         self.channel.exchange_declare(exchange, exchange_type="topic", durable=True)
         self._declared = set()
-        self.collected = {}  # queue -> messages taken from it so far
 
     def close(self):
         if self.connection.is_open:
@@ -158,15 +154,6 @@ class AmqpQueues:
         self.channel.basic_publish(self.exchange, queue, body,
                                    properties=self._pika.BasicProperties(
                                        delivery_mode=2, content_type="application/json"))
-
-    def send(self, actor, message_id, payload, actors=None, headers=None, current=0):
-        """Publish a new message for `actor`, with route `actors` (default: just it)."""
-        envelope = {"id": message_id, "route": {"actors": list(actors or [actor]), "current": current},
-                    "payload": payload}
-        if headers is not None:
-            envelope["headers"] = headers
-        self.publish_raw(actor, json.dumps(envelope).encode("utf-8"))
-        return envelope
 
     def counts(self, name):
         """(ready, consumers) of an actor's queue, from a passive declare."""
@@ -193,32 +180,5 @@ class AmqpQueues:
                 return kept
             kept.append(json.loads(body.decode("utf-8")))
 
-    def finished(self, name, id_prefix):
-        return [m for m in self.take_all(name)
-                if m.get("id") == id_prefix or str(m.get("id", "")).startswith(id_prefix + "-")]
-
-    def wait_for(self, name, id_prefix, count=1, timeout=WAIT_TIMEOUT, other=None):
-        """Wait until `count` messages of `id_prefix` are in end queue `name`; sorted by id.
-
-        Fails at once if one lands in `other` (the opposite end queue) instead.
-        """
-        def arrived():
-            if other is not None:
-                strays = self.finished(other, id_prefix)
-                if strays:
-                    raise AssertionError(f"{id_prefix} landed in {other} instead of {name}: {strays}")
-            found = self.finished(name, id_prefix)
-            return sorted(found, key=lambda m: str(m.get("id"))) if len(found) >= count else None
-
-        return wait.wait_for(arrived, f"{count} message(s) {id_prefix} in {name}", timeout, interval=0.05,
-                             sleep=self.connection.sleep)
-
-    def happy_end(self, id_prefix, count=1, timeout=WAIT_TIMEOUT):
-        return self.wait_for(HAPPY_END, id_prefix, count, timeout, other=ERROR_END)
-
-    def error_end(self, id_prefix, count=1, timeout=WAIT_TIMEOUT):
-        return self.wait_for(ERROR_END, id_prefix, count, timeout, other=HAPPY_END)
-
-    def wait_until(self, condition, what, timeout=WAIT_TIMEOUT):
-        """Poll `condition()` (keeping this connection served) until it is truthy."""
-        return wait.wait_for(condition, what, timeout, interval=0.05, sleep=self.connection.sleep)
+    def sleep(self, seconds):
+        self.connection.sleep(seconds)  # serves the connection meanwhile
