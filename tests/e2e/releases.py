@@ -10,6 +10,10 @@ what happens while it starts.
 Unless its values file says otherwise, a release's sidecar is the fake
 sidecar standing in for the asya Go sidecar (list dialect, RabbitMQ);
 the *-status releases use this project's status dialect on RabbitMQ.
+
+SQS_RELEASES run the pipeline, error and crash scenarios again with
+`sidecar.transport: sqs`, on an SQS server of their own (test_sqs_scenarios.py):
+the same names, values files and queue names, another server and other pods.
 """
 
 from backends.base import Release
@@ -62,3 +66,11 @@ LATE_RELEASES = {
     CLASS_INIT: Release(CLASS_INIT, "class-slow-init.yaml"),
     HOST_VAR_RUN: Release(HOST_VAR_RUN, "host-var-run.yaml"),
 }
+
+# The scenarios test_sqs_scenarios.py runs on SQS, deployed by that module's backend.
+SQS_RELEASES = [
+    Release(ROUTER, "pipeline-router.yaml"),
+    Release(SPLITTER, "pipeline-splitter.yaml"),
+    Release(RAISES, "handler-raises.yaml"),
+    Release(CRASH, "runtime-crash.yaml"),
+]
