@@ -10,11 +10,13 @@ asya-<actor> for every actor and end queue (the chart and the sidecar create
 none on SQS).
 """
 
+import subprocess
 import sys
 
 import e2e_session
 import pytest
-from backends.base import RUNTIME_CONTAINER, SIDECAR_CONTAINER
+from backends.base import IMAGES, RUNTIME_CONTAINER, SIDECAR_CONTAINER
+from backends.podman import podman_env
 from releases import CRASH, RAISES, ROUTER, SPLITTER, SQS_RELEASES
 
 from asya_testkit.endqueues import ERROR_END, HAPPY_END
@@ -34,6 +36,12 @@ def sqs_server():
         pytest.skip(reason)
     if e2e_session.backend_name() != "podman":
         pytest.skip(f"the SQS scenarios run on the podman backend; {e2e_session.backend_name()} has no SQS server")
+    (sidecar_image,) = [image for image in IMAGES if "sidecar" in image]
+    check = subprocess.run(["podman", "run", "--rm", "--network", "none", "--entrypoint", "python3", sidecar_image,
+                            "-c", "import boto3"], env=podman_env(), capture_output=True, text=True, timeout=120)
+    if check.returncode != 0:
+        pytest.fail(f"{sidecar_image} cannot import boto3 (built from a tree without the SQS transport?); "
+                    f"make images rebuilds it:\n{check.stderr}", pytrace=False)
     with SqsServer("e2e-sqs") as server:
         yield server
 
