@@ -199,6 +199,10 @@ class RabbitMQTransport:
         return None
 
     def publish_then_ack(self, delivery, hops):
+        self.publish(hops)
+        self.channel.basic_ack(delivery.handle)
+
+    def publish(self, hops):
         import pika
         properties = pika.BasicProperties(delivery_mode=2, content_type="application/json",
                                           timestamp=int(time.time()))
@@ -210,7 +214,6 @@ class RabbitMQTransport:
             # a message no queue is bound for is dropped without a word.
             self.channel.basic_publish(self.settings.exchange, topology.routing_key(actor),
                                        encode_message(envelope), properties=properties)
-        self.channel.basic_ack(delivery.handle)
 
     def requeue(self, delivery):
         self.channel.basic_nack(delivery.handle, requeue=True)
