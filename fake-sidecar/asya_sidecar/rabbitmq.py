@@ -163,8 +163,7 @@ class RabbitMQTransport:
         first_error = None
         for attempt in range(1, settings.queue_retry_attempts + 1):
             try:
-                if first_error is not None:
-                    raise first_error  # the channel is closed for good
+                # After a 404 this channel is closed for good: the call fails at once.
                 self.channel.queue_declare(queue, passive=True)
                 return
             except (pika.exceptions.ChannelClosed, pika.exceptions.ChannelWrongStateError) as exc:
@@ -179,7 +178,7 @@ class RabbitMQTransport:
                 backoff *= 2
         raise BrokerError(f"queue {queue} does not exist on the broker ({first_error!r}): the Go sidecar never "
                           "creates it; install the release with topology.provision job, or create it "
-                          f"bound to {settings.exchange} with routing key {queue[len(topology.QUEUE_PREFIX):]}")
+                          f"bound to {settings.exchange} with routing key {topology.routing_key(self.actor)}")
 
     def _on_message(self, _channel, method, properties, body):
         name = properties.message_id or f"{self.queue_name(self.actor)}-{method.delivery_tag}-{int(time.time() * 1000)}"

@@ -31,6 +31,7 @@ from releases import (
     UNPROVISIONED,
 )
 
+from asya_testkit.rabbitmq import queue_name
 from asya_testkit.wait import wait_for
 
 if e2e_session.unavailable_reason() and not e2e_session.failing_instead_of_skipping():
@@ -284,7 +285,7 @@ def test_a_release_with_provisioning_off_and_no_queue_fails_its_install_naming_t
     with pytest.raises(DeployError) as failure:
         backend.deploy([LATE_RELEASES[UNPROVISIONED]])
     message = str(failure.value)
-    assert (f"asya topology: FAILED: the queue asya-{UNPROVISIONED} does not exist on vhost /"
+    assert (f"asya topology: FAILED: the queue {queue_name(UNPROVISIONED)} does not exist on vhost /"
             in message), message
     assert "topology.provision=job" in message
     assert queues.counts(UNPROVISIONED) is None, "the check created nothing"
