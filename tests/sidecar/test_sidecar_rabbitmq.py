@@ -463,6 +463,26 @@ def test_the_old_full_name_binding_key_routes_nothing(broker, amqp, topology):
     assert amqp.counts(actor) == (0, 0)
 
 
+def test_the_charts_check_names_an_old_binding_and_apply_adds_the_right_one(broker, amqp, topology):
+    import pika
+    actor = unique("legacy")
+    topology.provision("happy-end", "error-end")
+    # What this project's kit and fake sidecar used to make: bound with the full name only.
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    try:
+        channel = connection.channel()
+        channel.queue_declare(queue_name(actor), durable=True)
+        channel.queue_bind(queue_name(actor), "asya", routing_key=queue_name(actor))
+    finally:
+        connection.close()
+    assert topology.missing(actor) == (f"the queue {queue_name(actor)} is not bound to asya with routing key "
+                                       f"{actor} (messages the sidecar publishes for it would be dropped)")
+    topology.provision(actor)
+    assert topology.missing(actor) is None
+    amqp.publish_raw(actor, b'{"id": "legacy-1"}')  # mandatory: routed now
+    assert amqp.counts(actor) == (1, 0)
+
+
 def test_go_mode_never_creates_its_queue_and_gives_up_on_a_missing_one(harness, broker, amqp, topology):
     actor = unique("noqueue")
     start_runtime(harness, actor, "echo.handle", "list")
