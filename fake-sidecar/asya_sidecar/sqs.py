@@ -92,8 +92,8 @@ class SqsSettings:
 
 
 class SqsTransport:
-    # A message whose runtime died mid-call is made visible again (the Go
-    # sidecar's Nack); whether that happens is the sidecar's rule, not ours.
+    # Fake mode: a message whose runtime died mid-call is made visible again
+    # (ChangeMessageVisibility 0, the Go sidecar's Nack), as on RabbitMQ.
     requeues_lost_calls = True
 
     def __init__(self, settings, actor, stop_event, log):
@@ -189,12 +189,16 @@ class SqsTransport:
         return None
 
     def publish_then_ack(self, delivery, hops):
-        # SendMessage returns once SQS has stored the message.
-        for queue, envelope in hops:
-            self._call(f"sending to {queue}", self.client.send_message,
-                       QueueUrl=self._queue_url(queue), MessageBody=encode_message(envelope).decode("utf-8"))
+        self.publish(hops)
         self._call(f"deleting {delivery.name}", self.client.delete_message,
                    QueueUrl=self._queue_url(self.queue_name(self.actor)), ReceiptHandle=delivery.handle)
+
+    def publish(self, hops):
+        # SendMessage returns once SQS has stored the message.
+        for actor, envelope in hops:
+            queue = self.queue_name(actor)
+            self._call(f"sending to {queue}", self.client.send_message,
+                       QueueUrl=self._queue_url(queue), MessageBody=encode_message(envelope).decode("utf-8"))
 
     def requeue(self, delivery):
         self._call(f"returning {delivery.name}", self.client.change_message_visibility,

@@ -30,6 +30,7 @@ ROUTER_STATUS = "router-status"
 SPLITTER_STATUS = "splitter-status"  # named by status-pipeline-router.yaml
 RAISES_STATUS = "raises-status"
 CRASH = "runtime-crash"
+CRASH_FAKE = "runtime-crash-fake"
 SIDECAR_KILL = "sidecar-kill"
 CLASS_INIT = "class-slow-init"
 LONG_CALL = "long-call"
@@ -39,6 +40,7 @@ COMPETE_B = "compete-b"
 COMPETE_QUEUE = "compete"  # actorName in competing-consumer.yaml
 PIPELINE = ("pipe-1", "pipe-2", "pipe-3")
 HOST_VAR_RUN = "host-var-run"
+UNPROVISIONED = "unprovisioned"
 
 RELEASES = [
     Release(PACKAGE_HANDLER, "package-handler.yaml"),
@@ -53,6 +55,7 @@ RELEASES = [
     Release(SPLITTER_STATUS, "status-pipeline-splitter.yaml"),
     Release(RAISES_STATUS, "status-handler-raises.yaml"),
     Release(CRASH, "runtime-crash.yaml"),
+    Release(CRASH_FAKE, "runtime-crash-fake.yaml"),
     Release(SIDECAR_KILL, "sidecar-kill.yaml"),
     Release(LONG_CALL, "long-call.yaml"),
     Release(DEADLINE, "handler-timeout.yaml"),
@@ -65,6 +68,7 @@ RELEASES = [
 LATE_RELEASES = {
     CLASS_INIT: Release(CLASS_INIT, "class-slow-init.yaml"),
     HOST_VAR_RUN: Release(HOST_VAR_RUN, "host-var-run.yaml"),
+    UNPROVISIONED: Release(UNPROVISIONED, "provision-none.yaml", becomes_ready=False),
 }
 
 # The scenarios test_sqs_scenarios.py runs on SQS, deployed by that module's backend.

@@ -142,6 +142,51 @@ def test_fake_mode_runtime_crash_makes_the_message_visible_again_and_it_complete
     assert sqs.counts(actor) == (0, 0)
 
 
+def test_go_mode_fails_a_message_whose_runtime_crashed_and_deletes_it(harness, server, sqs):
+    actor = unique("gocrash")
+    sqs.create(actor)
+    runtime = harness.start_runtime(actor, "crash_once.handle", reply_format="list")
+    marker, calls = harness.path("crashed"), harness.path("calls")
+    sqs.send(actor, "sqgocrash-1", {"marker": marker, "calls": calls})
+
+    sidecar = start_sidecar(harness, server, actor)
+    assert runtime.wait_exit() == 17, runtime.log_text()
+    (record,) = sqs.error_end("sqgocrash-1")
+
+    # The Go sidecar's rule on every transport: error-end, deleted, never redelivered.
+    assert record["payload"]["error"].startswith("Runtime error: runtime closed the connection"), record
+    assert record["payload"]["original_payload"] == {"marker": marker, "calls": calls}
+    sqs.wait_until(lambda: sqs.counts(actor) == (0, 0), "the failed message to be deleted")
+    stop(sidecar)
+    assert [line["outcome"] for line in message_lines(sidecar)] == ["error"]
+    with open(calls) as handle:
+        assert handle.read().count("call") == 1, "never called again"
+
+
+def test_go_mode_runtime_timeout_fails_the_message_then_exits_before_deleting_it(harness, server, sqs):
+    actor = unique("stuck")
+    sqs.create(actor)
+    harness.start_runtime(actor, "gated.handle", reply_format="list")
+    started, gate = harness.path("started"), harness.path("gate")
+    sqs.send(actor, "sqstuck-1", {"started": started, "gate": gate})
+    # The visibility timeout is then the Go sidecar's default, twice this: 2 s.
+    timeout = {"ASYA_RUNTIME_TIMEOUT": "1s"}
+
+    first = start_sidecar(harness, server, actor, env=timeout)
+    assert first.wait_exit() == 1, first.log_text()
+    (record,) = sqs.error_end("sqstuck-1")
+    assert record["payload"]["error"] == "Runtime timeout exceeded after 1s"
+    # Not deleted: visible again once its visibility timeout ends.
+    sqs.wait_until(lambda: sqs.counts(actor) == (1, 0), "sqstuck-1 to be visible again")
+
+    # The runtime is still in the first call: the restarted sidecar's call times out too.
+    second = start_sidecar(harness, server, actor, env=timeout)
+    assert second.wait_exit() == 1, second.log_text()
+    records = sqs.error_end("sqstuck-1", count=2)
+    assert records[0] == records[1], "two identical error-end records"
+    open(gate, "w").close()
+
+
 def test_sidecar_sigkill_mid_message_is_redelivered_after_the_visibility_timeout(harness, server, sqs):
     actor = unique("gated")
     sqs.create(actor)

@@ -181,7 +181,7 @@ class LogFollower(threading.Thread):
 class KindBackend(ActorBackend):
     name = "kind"
 
-    def __init__(self, queue_root, work_dir, helm=HELM, broker_url=None):
+    def __init__(self, queue_root, work_dir, helm=HELM, broker_url=None, management_url=None):
         super().__init__(queue_root, work_dir)
         self.helm = helm
         self.kubeconfig = self.work_dir / "kubeconfig"

@@ -20,10 +20,14 @@ import urllib.request
 
 from . import wait
 from .endqueues import EndQueues
+from .paths import FAKE_SIDECAR_DIR
 from .ports import free_loopback_ports
 from .process import ChildProcess, short_temp_dir
 
-QUEUE_PREFIX = "asya-"
+if str(FAKE_SIDECAR_DIR) not in sys.path:
+    sys.path.append(str(FAKE_SIDECAR_DIR))
+from asya_sidecar import topology as naming  # noqa: E402  (the one naming rule)
+
 REGION = "us-east-1"
 # moto accepts any keys; the sidecar's AWS SDK needs some to sign its requests.
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "asya-test", "AWS_SECRET_ACCESS_KEY": "asya-test"}
@@ -40,7 +44,7 @@ def sqs_unavailable_reason():
 
 
 def queue_name(name):
-    return QUEUE_PREFIX + name
+    return naming.queue_name(name)
 
 
 class SqsServer:
