@@ -118,7 +118,7 @@ RENDER_FAILURES = {
         "autoscaling.keda.minReplicaCount (5) is above maxReplicaCount (2)"),
     "keda-sqs-without-a-queue-url": (
         with_values(runtime_values(), sidecar={"transport": "sqs"}, autoscaling={"keda": {"enabled": True}}),
-        "autoscaling.keda with SQS needs the queue's URL: set autoscaling.keda.sqsQueueURL"),
+        "autoscaling.keda with SQS needs the queue's URL: set autoscaling.keda.sqsAccountId (the URL becomes <endpoint>/<account>/asya-demo) or autoscaling.keda.sqsQueueURL"),
     "reference-chart-key-transport": (
         with_values(runtime_values(), transport="sqs"),
         "transport is a key of the asya project's actor chart, not of this one: use sidecar.transport"),

@@ -32,15 +32,27 @@ def test_keda_scaled_object_targets_the_deployment_on_its_queue(ci_renders):
 def test_keda_sqs_trigger_uses_the_actors_queue_url(chart):
     values = runtime_values()
     values["actorName"] = "translate"
-    values["sidecar"] = {"transport": "sqs", "sqs": {
-        "region": "eu-west-1", "endpoint": "https://sqs.eu-west-1.amazonaws.com/123456789012/"}}
-    values["autoscaling"] = {"keda": {"enabled": True, "triggerAuthentication": {"name": "aws-irsa"}}}
+    values["sidecar"] = {"transport": "sqs", "sqs": {"region": "eu-west-1"}}
+    values["autoscaling"] = {"keda": {"enabled": True, "sqsAccountId": "123456789012",
+                                      "triggerAuthentication": {"name": "aws-irsa"}}}
     trigger = chart.template(values)["ScaledObject"]["spec"]["triggers"][0]
     assert trigger["type"] == "aws-sqs-queue"
     assert trigger["metadata"] == {
         "queueURL": "https://sqs.eu-west-1.amazonaws.com/123456789012/asya-translate",
         "queueLength": "5", "awsRegion": "eu-west-1"}
     assert trigger["authenticationRef"]["name"] == "aws-irsa"
+
+
+def test_keda_sqs_queue_url_is_the_sidecars_endpoint_the_account_and_the_queue(chart):
+    values = runtime_values()
+    values["actorName"] = "translate"
+    values["sidecar"] = {"transport": "sqs", "sqs": {"endpoint": "http://127.0.0.1:4566/"}}
+    values["autoscaling"] = {"keda": {"enabled": True, "sqsAccountId": "000000000000"}}
+    trigger = chart.template(values)["ScaledObject"]["spec"]["triggers"][0]
+    assert trigger["metadata"]["queueURL"] == "http://127.0.0.1:4566/000000000000/asya-translate"
+    values["autoscaling"]["keda"]["sqsQueueURL"] = "https://example.test/q/translate"
+    trigger = chart.template(values)["ScaledObject"]["spec"]["triggers"][0]
+    assert trigger["metadata"]["queueURL"] == "https://example.test/q/translate"
 
 
 def test_without_keda_the_deployment_keeps_its_replicas(chart):

@@ -74,8 +74,8 @@ def test_keda_and_notes_name_the_queue_the_sidecar_consumes(chart):
 
 def test_the_sqs_queue_url_ends_in_the_queue_name(chart):
     values = runtime_values()
-    values.update(actorName="translate", sidecar={"transport": "sqs", "sqs": {"endpoint": "http://127.0.0.1:4566/000000000000"}},
-                  autoscaling={"keda": {"enabled": True}})
+    values.update(actorName="translate", sidecar={"transport": "sqs", "sqs": {"endpoint": "http://127.0.0.1:4566"}},
+                  autoscaling={"keda": {"enabled": True, "sqsAccountId": "000000000000"}})
     (scaled,) = kinds(chart.template_all(values), "ScaledObject")
     assert scaled["spec"]["triggers"][0]["metadata"]["queueURL"].endswith("/" + naming.queue_name("translate"))
 
