@@ -317,6 +317,8 @@ class LocalCluster:
 
     name = "local"
     reaches_host_loopback = True
+    # No pod network here: only hostNetwork pods run.
+    host_network_only = True
 
     def __init__(self, state_dir=STATE_DIR, bin_dir=BIN_DIR, lock_path=None):
         self.state_dir = Path(state_dir)
@@ -748,6 +750,7 @@ class ExistingCluster:
     """A cluster given by its kubeconfig (`make e2e-k8s KUBECONFIG=...`): used, never started or stopped."""
 
     name = "existing"
+    host_network_only = False
 
     def __init__(self, kubeconfig, work_dir, reaches_host_loopback=False):
         self.kubeconfig = Path(kubeconfig).resolve()
@@ -769,8 +772,123 @@ class ExistingCluster:
         """Nothing to do: an existing cluster pulls its images (push them first: make push REGISTRY=...)."""
 
 
+KIND_CLUSTER_NAME = "asya-e2e"
+KIND_CONFIG = Path(__file__).resolve().parent / "kind-config.yaml"
+KIND_NODE_IMAGE_VARIABLE = "ASYA_E2E_KIND_NODE_IMAGE"
+
+
+def kind_node_images(config_path=KIND_CONFIG):
+    override = os.environ.get(KIND_NODE_IMAGE_VARIABLE)
+    if override:
+        return [override]
+    config = yaml.safe_load(config_path.read_text())
+    return sorted({node["image"] for node in config["nodes"] if node.get("image")})
+
+
+def kind_missing_prerequisite(which=shutil.which, run=subprocess.run):
+    """One line naming the first thing `make e2e-kind` lacks here, or None."""
+    if which("kind") is None:
+        return "kind is not installed (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
+    if which("docker") is None:
+        return "docker is not installed (kind runs its node as a docker container)"
+    if which("kubectl") is None and not (BIN_DIR / "kubectl").exists():
+        return "kubectl is not installed (or make k8s-tools builds one)"
+    info = run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+    if info.returncode != 0:
+        detail = (info.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"docker's daemon does not answer (docker info: {detail})"
+    for image in kind_node_images():
+        if run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
+            continue
+        pull = run(["docker", "pull", image], capture_output=True, text=True)
+        if pull.returncode != 0:
+            detail = (pull.stderr.strip().splitlines() or ["no output"])[-1]
+            return f"kind's node image {image} is not in docker and cannot be pulled (no registry?): {detail}"
+    return None
+
+
+class KindCluster(ExistingCluster):
+    """A kind cluster created for the session and deleted after it (`make e2e-kind`).
+
+    Its pods have a pod network and cluster DNS but cannot reach the host's
+    127.0.0.1: the suite runs its broker inside the cluster.
+    """
+
+    name = "kind"
+
+    def __init__(self, work_dir):
+        super().__init__(Path(work_dir) / "kubeconfig", work_dir)
+        self.created = False
+        self.env = dict(os.environ)
+        self.env.setdefault("CONTAINERS_CONF", str(REPO_ROOT / ".tools" / "containers.conf"))
+
+    def _run(self, argv, check=True):
+        return subprocess.run([str(part) for part in argv], check=check, env=self.env, timeout=900)
+
+    def __enter__(self):
+        reason = kind_missing_prerequisite()
+        if reason:
+            raise ClusterUnavailable(reason)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        config = yaml.safe_load(KIND_CONFIG.read_text())
+        if os.environ.get(KIND_NODE_IMAGE_VARIABLE):
+            for node in config["nodes"]:
+                node["image"] = os.environ[KIND_NODE_IMAGE_VARIABLE]
+        config_path = self.work_dir / "kind-config.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        self.created = True  # from here on, leaving deletes it
+        try:
+            self._run(["kind", "create", "cluster", "--name", KIND_CLUSTER_NAME, "--config", config_path,
+                       "--kubeconfig", self.kubeconfig, "--wait", "180s"])
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.created:
+            self._run(["kind", "delete", "cluster", "--name", KIND_CLUSTER_NAME, "--kubeconfig", self.kubeconfig],
+                      check=False)
+            self.created = False
+
+    def import_images(self, images, build_pause=False):
+        """kind load: from docker when it has the image, else through a podman archive."""
+        for image in images:
+            if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0:
+                self._run(["kind", "load", "docker-image", "--name", KIND_CLUSTER_NAME, image])
+                continue
+            archive = self.work_dir / "image.tar"
+            self._run(["podman", "save", "--format", "docker-archive", "--output", archive, image])
+            try:
+                self._run(["kind", "load", "image-archive", "--name", KIND_CLUSTER_NAME, archive])
+            finally:
+                archive.unlink()
+
+
+CLUSTER_KIND_VARIABLE = "ASYA_E2E_CLUSTER"
+
+
 def open_cluster(kubeconfig=None, work_dir=None):
-    """The suite's cluster: an existing one when `kubeconfig` is given, else one built here."""
+    """The suite's cluster: kind when $ASYA_E2E_CLUSTER=kind, an existing one when `kubeconfig` is given,
+    else one built here."""
+    work_dir = Path(work_dir or STATE_DIR / "other")
+    if os.environ.get(CLUSTER_KIND_VARIABLE) == "kind":
+        return KindCluster(work_dir)
     if kubeconfig:
-        return ExistingCluster(kubeconfig, work_dir or STATE_DIR / "existing")
+        return ExistingCluster(kubeconfig, work_dir)
     return LocalCluster()
+
+
+def main(argv):
+    if argv != ["--kind-preflight"]:
+        print("usage: python -m k8s.cluster --kind-preflight", file=sys.stderr)
+        return 2
+    reason = kind_missing_prerequisite()
+    if reason:
+        print(f"e2e-kind: skipped: {reason}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -13,6 +13,8 @@ failed test's report shows that namespace's pods, their logs and events.
 
 import os
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 from backends.base import COMMON_VALUES, IMAGES
@@ -20,7 +22,9 @@ from backends.base import COMMON_VALUES, IMAGES
 from asya_testkit.rabbitmq import AmqpQueues, Broker, broker_unavailable_reason
 
 from .cluster import ClusterUnavailable, open_cluster
-from .kube import CLUSTER_VALUES, Kube, unique_name, values_file
+from .kube import CLUSTER_VALUES, HOST_NETWORK_VALUES, Kube, unique_name, values_file
+
+RABBITMQ_MANIFEST = Path(__file__).resolve().parent / "manifests" / "rabbitmq.yaml"
 
 KUBECONFIG_VARIABLE = "ASYA_E2E_KUBECONFIG"
 FIGURES = []
@@ -53,21 +57,57 @@ def kube(k8s_cluster):
     return Kube(k8s_cluster.kubeconfig, env=getattr(k8s_cluster, "env", None))
 
 
+class BrokerEndpoints:
+    """Where the pods reach the suite's RabbitMQ (`url`) and where the test does (`test_url`)."""
+
+    def __init__(self, url, test_url, broker=None):
+        self.url = url
+        self.test_url = test_url
+        self.broker = broker  # the kit's Broker when it runs on this host
+
+
 @pytest.fixture(scope="session")
-def k8s_broker(k8s_cluster):
-    """The test broker on 127.0.0.1: hostNetwork pods of a cluster built here reach it there."""
+def k8s_broker(k8s_cluster, kube):
+    """The suite's RabbitMQ: on 127.0.0.1 when the pods share the host's loopback, else in the cluster."""
     if not k8s_cluster.reaches_host_loopback:
-        pytest.skip("this cluster's pods cannot reach the host's 127.0.0.1; an in-cluster broker is not provided yet")
+        yield from in_cluster_broker(kube)
+        return
     reason = broker_unavailable_reason()
     if reason:
         pytest.skip(reason)
     with Broker("k8s") as broker:
-        yield broker
+        yield BrokerEndpoints(broker.url, broker.url, broker)
+
+
+def in_cluster_broker(kube):
+    """manifests/rabbitmq.yaml in a namespace of its own, reached by the test through a port-forward."""
+    namespace = kube.create_namespace(unique_name("asya-broker"))
+    try:
+        kube.kubectl("apply", "-n", namespace, "-f", str(RABBITMQ_MANIFEST))
+        kube.kubectl("rollout", "status", "deployment/asya-rabbitmq", "-n", namespace, "--timeout=600s",
+                     timeout=660)
+        forward = subprocess.Popen(
+            [kube.kubectl_path, "--kubeconfig", kube.kubeconfig, "port-forward", "-n", namespace,
+             "--address", "127.0.0.1", "service/asya-rabbitmq", ":5672"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=kube.env)
+        try:
+            line = forward.stdout.readline()  # "Forwarding from 127.0.0.1:<port> -> 5672"
+            match = re.search(r"127\.0\.0\.1:(\d+)", line)
+            if not match:
+                raise RuntimeError(f"kubectl port-forward to the in-cluster broker said: {line!r}")
+            yield BrokerEndpoints(
+                f"amqp://guest:guest@asya-rabbitmq.{namespace}.svc.cluster.local:5672/",
+                f"amqp://guest:guest@127.0.0.1:{match.group(1)}/")
+        finally:
+            forward.terminate()
+            forward.wait(30)
+    finally:
+        kube.delete_namespace(namespace, wait=False)
 
 
 @pytest.fixture(scope="session")
 def k8s_queues(k8s_broker):
-    with AmqpQueues(k8s_broker.url) as client:
+    with AmqpQueues(k8s_broker.test_url) as client:
         yield client
 
 
@@ -79,10 +119,12 @@ def broker_values(k8s_broker, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def release_values():
+def release_values(k8s_cluster):
     """release_values(*scenario_files, broker=None): the --values files of a release on this cluster, in order."""
+    cluster_files = [CLUSTER_VALUES] + ([HOST_NETWORK_VALUES] if k8s_cluster.host_network_only else [])
+
     def files(*scenario_files, broker=None):
-        return [COMMON_VALUES, *scenario_files, CLUSTER_VALUES] + ([broker] if broker else [])
+        return [COMMON_VALUES, *scenario_files, *cluster_files] + ([broker] if broker else [])
 
     return files
 

@@ -20,9 +20,11 @@ from asya_testkit.wait import wait_for
 from .cluster import BIN_DIR, REPO_ROOT
 
 CHART_DIR = REPO_ROOT / "charts" / "asya-actor"
-# Values files of the k8s scenarios; cluster.yaml is given to every release.
+# Values files of the k8s scenarios; cluster.yaml is given to every release,
+# host-network.yaml too on a cluster without a pod network (the one built here).
 VALUES_DIR = Path(__file__).resolve().parent / "values"
 CLUSTER_VALUES = VALUES_DIR / "cluster.yaml"
+HOST_NETWORK_VALUES = VALUES_DIR / "host-network.yaml"
 HELM = REPO_ROOT / ".tools" / "bin" / "helm"
 HELM3 = REPO_ROOT / ".tools" / "bin" / "helm3"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
