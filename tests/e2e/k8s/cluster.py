@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -296,6 +297,24 @@ def _is_alive(pid):
         return False
 
 
+def cluster_processes_of(state_dir):
+    """PIDs of the cluster processes whose command line names `state_dir` (one checkout's cluster)."""
+    marker = str(state_dir)
+    return sorted(pid for pid in cluster_processes() if pid != os.getpid() and marker in _cmdline(pid))
+
+
+def _socket_answers(path):
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2)
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 def _cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
@@ -340,6 +359,7 @@ class LocalCluster:
         self.containerd_root = self.state_dir / "containerd-root"
         self.containerd_socket = self.run_dir / "containerd.sock"
         self.image_stamps = self.state_dir / "imported"
+        self.host_record = self.state_dir / "host-before-run.json"
         self.kubeconfig = self.run_dir / "admin.kubeconfig"
         self.work_dir = self.run_dir / "work"
         self.lock_path = lock_path or os.environ.get(LOCK_VARIABLE) or DEFAULT_LOCK
@@ -348,6 +368,7 @@ class LocalCluster:
         self.containerd = None
         self.shim_sockets_before = set()
         self.kubelet_paths_before = set(KUBELET_HOST_PATHS)  # nothing is removed before start() looked
+        self.cleans_host = False
         self.figures = {}
         self.footprint_before = self.footprint_after = None
         self.env = dict(os.environ)
@@ -392,18 +413,25 @@ class LocalCluster:
 
     def start(self):
         started = time.monotonic()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._recall_earlier_run()
         self.remove_leftovers()
         # Taken with the lock held and an earlier run's leftovers gone: the
         # check after tear-down is about this run only.
         self.footprint_before = host_footprint()
+        self.shim_sockets_before = set(os.listdir(SHIM_SOCKET_DIR)) if SHIM_SOCKET_DIR.is_dir() else set()
+        self.kubelet_paths_before = {path for path in KUBELET_HOST_PATHS if path.exists()}
+        # Kept until a tear-down completes: a run killed before that is
+        # cleaned up by the next start, which then knows what was the host's.
+        self.host_record.write_text(json.dumps({
+            "shim sockets": sorted(self.shim_sockets_before),
+            "kubelet paths": sorted(map(str, self.kubelet_paths_before))}))
         shutil.rmtree(self.run_dir, ignore_errors=True)
         for directory in (self.log_dir, self.work_dir, self.containerd_root, self.image_stamps):
             directory.mkdir(parents=True, exist_ok=True)
         if len(str(self.containerd_socket)) + len(".ttrpc") > 107:
             raise ClusterUnavailable(f"{self.containerd_socket} is too long for a Unix socket; "
                                      "clone the repository to a shorter path")
-        self.shim_sockets_before = set(os.listdir(SHIM_SOCKET_DIR)) if SHIM_SOCKET_DIR.is_dir() else set()
-        self.kubelet_paths_before = {path for path in KUBELET_HOST_PATHS if path.exists()}
         first = free_loopback_ports(7)
         names = ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kubelet", "kubelet-healthz")
         self.ports = {name: first + offset for offset, name in enumerate(names)}
@@ -424,6 +452,21 @@ class LocalCluster:
         self.figures["bring-up"] = time.monotonic() - started
         log(f"Kubernetes {KUBERNETES_VERSION} up in {self.figures['bring-up']:.1f} s "
             f"(apiserver {self.server}, kubeconfig {self.kubeconfig})")
+
+    def _recall_earlier_run(self):
+        """What the host had before an earlier run of this checkout that was killed before its tear-down."""
+        if self.host_record.exists():
+            record = json.loads(self.host_record.read_text())
+            self.shim_sockets_before = set(record["shim sockets"])
+            self.kubelet_paths_before = {Path(path) for path in record["kubelet paths"]}
+            log("an earlier run was not torn down: removing what it left")
+        elif kubepods_cgroups():
+            raise ClusterUnavailable(
+                f"{KUBEPODS_CGROUP} cgroups exist ({kubepods_cgroups()[0]}): another kubelet runs or ran on this "
+                "machine, and the local cluster's kubelet would use the same cgroups; stop it first")
+        # From here on the kubepods cgroups, new shim sockets and kubelet paths
+        # are this cluster's (or an earlier run's of it): tear-down removes them.
+        self.cleans_host = True
 
     def _component(self, name, argv):
         component = Component(name, argv, self.log_dir, env=self.env).start()
@@ -695,6 +738,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             self.remove_leftovers()
             if self.footprint_before is not None:
                 self.footprint_after = host_footprint()
+            if not cluster_processes_of(self.state_dir):
+                self.host_record.unlink(missing_ok=True)
         finally:
             self.components = []
             self.containerd = None
@@ -703,13 +748,12 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 
     def resident_megabytes(self):
         """Resident memory of the cluster's own processes and shims (not the pods')."""
-        marker, total_kib = str(self.state_dir), 0
-        for pid in cluster_processes():
-            if marker in _cmdline(pid):
-                try:
-                    total_kib += proc_status_kib(pid, "VmRSS:")
-                except (OSError, RuntimeError):
-                    pass
+        total_kib = 0
+        for pid in cluster_processes_of(self.state_dir):
+            try:
+                total_kib += proc_status_kib(pid, "VmRSS:")
+            except (OSError, RuntimeError):
+                pass
         return total_kib / 1024
 
     def _remove_containers(self):
@@ -728,14 +772,12 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 
     def remove_leftovers(self):
         """Kill this cluster's processes (an earlier run's too), remove its cgroups and shim sockets."""
-        marker = str(self.state_dir)
-        ours = [pid for pid, exe in cluster_processes().items()
-                if pid != os.getpid() and marker in _cmdline(pid)]
+        ours = cluster_processes_of(self.state_dir)
         if ours:
             log(f"killing {len(ours)} leftover cluster process(es): {sorted(ours)}")
             _kill_and_wait(ours, "the cluster's processes")
         in_pods = set()
-        for cgroup in kubepods_cgroups():
+        for cgroup in kubepods_cgroups() if self.cleans_host else ():
             for procs in Path(cgroup).rglob("cgroup.procs"):
                 try:
                     in_pods.update(int(pid) for pid in procs.read_text().split())
@@ -744,17 +786,20 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         if in_pods:
             log(f"killing {len(in_pods)} pod process(es) left in {KUBEPODS_CGROUP} cgroups")
             _kill_and_wait(sorted(in_pods), "the pods' processes")
-        for cgroup in kubepods_cgroups():
+        for cgroup in kubepods_cgroups() if self.cleans_host else ():
             self._remove_cgroup_tree(Path(cgroup))
+        if not self.cleans_host:
+            return
         for path in KUBELET_HOST_PATHS:
             if path not in self.kubelet_paths_before:
                 shutil.rmtree(path, ignore_errors=True)
         if SHIM_SOCKET_DIR.is_dir():
             for name in set(os.listdir(SHIM_SOCKET_DIR)) - self.shim_sockets_before:
-                try:
-                    (SHIM_SOCKET_DIR / name).unlink()
-                except OSError:
-                    pass
+                if not _socket_answers(SHIM_SOCKET_DIR / name):  # a live shim's is never touched
+                    try:
+                        (SHIM_SOCKET_DIR / name).unlink()
+                    except OSError:
+                        pass
             for directory in (SHIM_SOCKET_DIR, SHIM_SOCKET_DIR.parent):
                 try:
                     directory.rmdir()  # only when empty: another containerd may use it
