@@ -850,7 +850,7 @@ class ExistingCluster:
         pass
 
     def import_images(self, images, build_pause=False):
-        """Nothing to do: an existing cluster pulls its images (push them first: make push REGISTRY=...)."""
+        """Nothing to do: the images must be on its nodes already, under the names the values give."""
 
 
 KIND_CLUSTER_NAME = "asya-e2e"
