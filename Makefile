@@ -138,12 +138,12 @@ test-cov: venv ## runtime tests with a line-coverage report of asya_runtime.py, 
 
 # ---------------------------------------------------------------- fake sidecar and demo
 .PHONY: test-sidecar
-test-sidecar: venv rabbitmq ## fake sidecar tests against the real runtime as processes: directory queue, and RabbitMQ on 127.0.0.1 (started and stopped by the tests) (~55 s)
+test-sidecar: venv rabbitmq ## fake sidecar tests against the real runtime as processes: directory queue, RabbitMQ and SQS (moto) on 127.0.0.1, started and stopped by the tests (~2 min)
 	$(PYTEST) --timeout 300 tests/sidecar
 
 # ---------------------------------------------------------------- end to end (docs/e2e.md)
 .PHONY: e2e
-e2e: images helm venv rabbitmq registry ## chart + images on podman pods, RabbitMQ on 127.0.0.1 (started and stopped here): 17 scenarios, make push to a real registry, adapter tests (~85 s; ~5 min fresh)
+e2e: images helm venv rabbitmq registry ## chart + images on podman pods, RabbitMQ and SQS (moto) on 127.0.0.1 (started and stopped here): 17 scenarios (3 also on SQS), make push to a real registry, adapter tests (~85 s; ~5 min fresh)
 	$(PYTEST) --timeout 600 -p no:cacheprovider -rs tests/e2e --backend podman --ignore=tests/e2e/k8s
 
 .PHONY: e2e-k8s

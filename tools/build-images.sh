@@ -70,8 +70,9 @@ fi
 prepare_context() {
     case $(short_name "$1") in
         asya-sidecar-fake)
-            # The package plus the pinned pika wheel (sha256-checked), which the
-            # offline build unpacks: the RabbitMQ transport needs it.
+            # The package plus the pinned wheels (sha256-checked), which the
+            # offline build unpacks: pika for RabbitMQ, boto3 and its
+            # dependencies for SQS.
             local context=$repo_root/.build/fake-sidecar
             rm -rf "$context"
             mkdir -p "$context"

@@ -19,9 +19,27 @@ import sys
 
 # name, version, wheel file, sha256. pika must match requirements-dev.txt; 1.3.x
 # is the last line that supports Python 3.7 (the fake sidecar's floor).
+# boto3 (the SQS transport) and what it imports, as one consistent set: 1.33.x
+# is boto3's last line for Python 3.7, and urllib3 1.26 is the release its
+# botocore accepts on every Python from 3.7 to 3.13. The venv has a newer
+# boto3 (requirements-dev.txt) because kubernetes there needs urllib3 2.
 WHEELS = [
     ("pika", "1.3.2", "pika-1.3.2-py3-none-any.whl",
      "0779a7c1fafd805672796085560d290213a465e4f6f76a6fb19e378d8041a14f"),
+    ("boto3", "1.33.13", "boto3-1.33.13-py3-none-any.whl",
+     "5f278b95fb2b32f3d09d950759a05664357ba35d81107bab1537c4ddd212cd8c"),
+    ("botocore", "1.33.13", "botocore-1.33.13-py3-none-any.whl",
+     "aeadccf4b7c674c7d47e713ef34671b834bc3e89723ef96d994409c9f54666e6"),
+    ("s3transfer", "0.8.2", "s3transfer-0.8.2-py3-none-any.whl",
+     "c9e56cbe88b28d8e197cf841f1f0c130f246595e77ae5b5a05b69fe7cb83de76"),
+    ("jmespath", "1.0.1", "jmespath-1.0.1-py3-none-any.whl",
+     "02e2e4cc71b5bcab88332eebf907519190dd9e6e82107fa7f83b1003a6252980"),
+    ("python-dateutil", "2.9.0.post0", "python_dateutil-2.9.0.post0-py2.py3-none-any.whl",
+     "a8b2bc7bffae282281c8140a97d3aa9c14da0b136dfe83f850eea9a5f7470427"),
+    ("six", "1.17.0", "six-1.17.0-py2.py3-none-any.whl",
+     "4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274"),
+    ("urllib3", "1.26.20", "urllib3-1.26.20-py2.py3-none-any.whl",
+     "0ed14ccfbf1c30a9072c7ca157e4319b70d65f623e91e7b32fadb2853431016e"),
 ]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

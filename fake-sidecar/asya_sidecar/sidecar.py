@@ -4,8 +4,8 @@ It does what the production sidecar does, in this order, for every message
 of its actor's queue (``ASYA_ACTOR_NAME``):
 
 1. receive the oldest message of the queue, from the transport
-   (``ASYA_TRANSPORT``: ``file``, the directory queue of queues.py, or
-   ``rabbitmq``, see rabbitmq.py);
+   (``ASYA_TRANSPORT``: ``file``, the directory queue of queues.py,
+   ``rabbitmq``, see rabbitmq.py, or ``sqs``, see sqs.py);
 2. dial the runtime's socket, send the envelope as one frame, read one reply
    frame within the call timeout, close;
 3. on success, route every output envelope: to the actor the route now points
@@ -26,21 +26,31 @@ as the chart's ``sidecar.flavor: asya`` does, else ``fake``):
   ``runtime-ready`` file, the route as the runtime returned it, the Go
   sidecar's variables and error-end record.
 
-A runtime whose socket cannot be dialled never saw the message, so the
-sidecar keeps it and waits for the runtime to come back (up to the ready
-timeout), then retries it. If the runtime stays down the message goes to
-``error-end`` as ``runtime_unavailable`` and the sidecar exits with
-EXIT_NOT_READY, as it does when the runtime never starts. A runtime that dies
-in the middle of a call (no reply) sends the message to error-end on the
-directory queue; on RabbitMQ the message is requeued (``basic.nack``) and
-processed again once the runtime is back, up to ``ASYA_MAX_LOST_CALLS`` calls
-(default 3): a message that takes the runtime down every time then goes to
-error-end, as the Go sidecar sends it at once, instead of crash-looping the pod.
+When the runtime fails, the two modes part ways:
+
+* ``go`` does what the Go sidecar does. A runtime it cannot reach (socket
+  missing, connection refused) or that dies in the call (EOF, reset): the
+  message goes to error-end at once and is acknowledged, never retried, so
+  every message that arrives while the runtime container restarts is failed.
+  A call past ASYA_RUNTIME_TIMEOUT: the error-end record is published, then
+  the process exits 1 *before* acknowledging, so the broker delivers the
+  message again and a second error-end record follows.
+* ``fake``, this project's gentler ways. A runtime whose socket cannot be
+  dialled never saw the message, so the sidecar keeps it and waits for the
+  runtime to come back (up to the ready timeout), then retries it; if the
+  runtime stays down the message goes to error-end as ``runtime_unavailable``
+  and the sidecar exits with EXIT_NOT_READY. A runtime that dies in the middle
+  of a call sends the message to error-end on the directory queue; on RabbitMQ
+  the message is requeued (``basic.nack``) and processed again once the
+  runtime is back, up to ``ASYA_MAX_LOST_CALLS`` calls (default 3), after
+  which it goes to error-end instead of crash-looping the pod. A call past
+  ASYA_CALL_TIMEOUT goes to error-end and the sidecar carries on.
 
 SIGTERM or SIGINT: the message in flight is finished (reply, outputs, ack),
-then the sidecar exits 0. A message that the runtime never answered because
-it is stopping too (down, or closed with the call unread in its backlog, as
-when a whole pod stops) goes back to its queue untouched.
+then the sidecar exits 0. In fake mode, a message that the runtime never
+answered because it is stopping too (down, or closed with the call unread in
+its backlog, as when a whole pod stops) goes back to its queue untouched; in
+go mode it goes to error-end like any other runtime connection failure.
 """
 
 import collections
@@ -78,7 +88,7 @@ EXIT_BROKER = 4
 DEFAULT_SOCKET_DIR = "/var/run/asya"
 DEFAULT_QUEUE_DIR = "/var/asya/queues"
 
-TRANSPORTS = ("file", "rabbitmq")
+TRANSPORTS = ("file", "rabbitmq", "sqs")
 MODES = ("fake", "go")
 # The Go sidecar's timeouts when its variables are unset (internal/config, cmd/sidecar).
 GO_DEFAULT_CALL_TIMEOUT = 300.0
@@ -133,7 +143,7 @@ def _choice(environ, name, default, choices):
     value = environ.get(name) or default
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}"
-                          + (" (the fake sidecar has no SQS or Pub/Sub transport)"
+                          + (" (the fake sidecar has no Pub/Sub transport)"
                              if name == "ASYA_TRANSPORT" else ""))
     return value
 
@@ -143,7 +153,7 @@ class Config:
 
     def __init__(self, actor, socket_dir, queue_dir, ready_timeout, call_timeout,
                  exit_when_idle=None, max_messages=None, poll_interval=0.1,
-                 transport="file", mode="fake", rabbitmq=None,
+                 transport="file", mode="fake", rabbitmq=None, sqs=None,
                  happy_end=HAPPY_END, error_end=ERROR_END, socket_path=None,
                  max_lost_calls=DEFAULT_MAX_LOST_CALLS):
         self.actor = actor
@@ -157,6 +167,7 @@ class Config:
         self.transport = transport
         self.mode = mode
         self.rabbitmq = rabbitmq
+        self.sqs = sqs
         self.happy_end = happy_end
         self.error_end = error_end
         self._socket_path = socket_path
@@ -204,6 +215,13 @@ class Config:
         if transport == "rabbitmq":
             from .rabbitmq import RabbitMQSettings
             rabbitmq = RabbitMQSettings.from_environ(environ, _positive_int, _duration)
+        sqs = None
+        if transport == "sqs":
+            from .sqs import SqsSettings
+            try:
+                sqs = SqsSettings.from_environ(environ, call_timeout)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         return cls(
             actor=actor,
             socket_dir=environ.get("ASYA_SOCKET_DIR") or DEFAULT_SOCKET_DIR,
@@ -217,6 +235,7 @@ class Config:
             transport=transport,
             mode=mode,
             rabbitmq=rabbitmq,
+            sqs=sqs,
             happy_end=happy_end,
             error_end=error_end,
             max_lost_calls=_positive_int(environ, "ASYA_MAX_LOST_CALLS", DEFAULT_MAX_LOST_CALLS),
@@ -431,7 +450,9 @@ class Sidecar:
     # -- one message
 
     def _call_until_reachable(self, envelope):
-        """Call the runtime; while it cannot be dialled, wait and retry."""
+        """Call the runtime; while it cannot be dialled, wait and retry (fake mode)."""
+        if self.config.mode == "go":
+            return call_runtime(self.config.socket_path, envelope, self.config.call_timeout, self.config.dialect)
         deadline = time.monotonic() + self.config.ready_timeout
         interval = 0.02
         announced = False
@@ -483,14 +504,14 @@ class Sidecar:
         if isinstance(step, bool) or not isinstance(step, int):
             step = None
 
-        def fail(code, message, reply=None, details=None, go_error=None):
+        def fail(code, message, reply=None, details=None, go_error=None, ack=True):
             if go_mode:
                 # The Go sidecar's payload.error: the runtime's code, or its own message.
                 record = go.error_record(delivery.body, go_error or message, details)
             else:
                 record = error_record(actor, message_id, code, message, envelope, reply=reply)
             return self._finish(delivery, [(config.error_end, record)],
-                                Outcome(message_id, "error", [config.error_end], code, message, step))
+                                Outcome(message_id, "error", [config.error_end], code, message, step), ack=ack)
 
         if go_mode:
             if not has_id:
@@ -504,6 +525,8 @@ class Sidecar:
 
         try:
             reply = self.transport.while_busy(lambda: self._call_until_reachable(envelope))
+        except RuntimeUnreachable as exc:  # go mode only: no waiting for the runtime
+            return fail(RUNTIME_UNAVAILABLE, f"runtime unreachable: {exc}", go_error=f"Runtime error: {exc}")
         except StopRequested:
             self._release(delivery, message_id, "stopping while the runtime is down")
             raise
@@ -511,6 +534,14 @@ class Sidecar:
             fail(RUNTIME_UNAVAILABLE, self.not_ready_line("unreachable") + f": {exc}")
             raise
         except CallFailed as exc:
+            if exc.code == TIMEOUT and go_mode:
+                # Published, not acknowledged: the process exits (CallTimedOut) and
+                # the broker redelivers the message, as with the Go sidecar.
+                fail(exc.code, exc.message, ack=False,
+                     go_error=f"Runtime timeout exceeded after {config.call_timeout:g}s")
+                raise CallTimedOut(exc.message) from None
+            if go_mode:
+                return fail(exc.code, exc.message, go_error=f"Runtime error: {exc.message}")
             if exc.code == RUNTIME_UNAVAILABLE and not exc.reply_started:
                 if self.stop.is_set():
                     # The pod is stopping: the runtime closed with this call still
@@ -528,10 +559,6 @@ class Sidecar:
                                              outcome="requeued")
                     return fail(exc.code, f"{exc.message}; the runtime was lost in {lost} calls of this "
                                           f"message (ASYA_MAX_LOST_CALLS={config.max_lost_calls})")
-            if exc.code == TIMEOUT and go_mode:
-                fail(exc.code, exc.message,
-                     go_error=f"Runtime timeout exceeded after {config.call_timeout:g}s")
-                raise CallTimedOut(exc.message) from None
             return fail(exc.code, exc.message)
 
         if go_mode:
@@ -565,8 +592,11 @@ class Sidecar:
                  self.config.actor, _log_value(message_id), outcome, self.config.actor, _log_value(reason))
         return Outcome(message_id, outcome, [])
 
-    def _finish(self, delivery, hops, outcome):
-        self.transport.publish_then_ack(delivery, hops)
+    def _finish(self, delivery, hops, outcome, ack=True):
+        if ack:
+            self.transport.publish_then_ack(delivery, hops)
+        else:
+            self.transport.publish(hops)
         self.lost_calls.forget(outcome.message_id)
         LOG.info("%s", outcome.log_line(self.config.actor))
         return outcome
@@ -631,6 +661,9 @@ class Sidecar:
 
 def _broker_errors(config):
     """Exceptions that mean the broker connection is unusable (none for the directory queue)."""
+    if config.transport == "sqs":
+        from .sqs import SqsError
+        return (SqsError,)
     if config.transport != "rabbitmq":
         return ()
     import pika

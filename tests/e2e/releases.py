@@ -10,6 +10,10 @@ what happens while it starts.
 Unless its values file says otherwise, a release's sidecar is the fake
 sidecar standing in for the asya Go sidecar (list dialect, RabbitMQ);
 the *-status releases use this project's status dialect on RabbitMQ.
+
+SQS_RELEASES run the pipeline, error and crash scenarios again with
+`sidecar.transport: sqs`, on an SQS server of their own (test_sqs_scenarios.py):
+the same names, values files and queue names, another server and other pods.
 """
 
 from backends.base import Release
@@ -26,6 +30,7 @@ ROUTER_STATUS = "router-status"
 SPLITTER_STATUS = "splitter-status"  # named by status-pipeline-router.yaml
 RAISES_STATUS = "raises-status"
 CRASH = "runtime-crash"
+CRASH_FAKE = "runtime-crash-fake"
 SIDECAR_KILL = "sidecar-kill"
 CLASS_INIT = "class-slow-init"
 LONG_CALL = "long-call"
@@ -50,6 +55,7 @@ RELEASES = [
     Release(SPLITTER_STATUS, "status-pipeline-splitter.yaml"),
     Release(RAISES_STATUS, "status-handler-raises.yaml"),
     Release(CRASH, "runtime-crash.yaml"),
+    Release(CRASH_FAKE, "runtime-crash-fake.yaml"),
     Release(SIDECAR_KILL, "sidecar-kill.yaml"),
     Release(LONG_CALL, "long-call.yaml"),
     Release(DEADLINE, "handler-timeout.yaml"),
@@ -64,3 +70,11 @@ LATE_RELEASES = {
     HOST_VAR_RUN: Release(HOST_VAR_RUN, "host-var-run.yaml"),
     UNPROVISIONED: Release(UNPROVISIONED, "provision-none.yaml", becomes_ready=False),
 }
+
+# The scenarios test_sqs_scenarios.py runs on SQS, deployed by that module's backend.
+SQS_RELEASES = [
+    Release(ROUTER, "pipeline-router.yaml"),
+    Release(SPLITTER, "pipeline-splitter.yaml"),
+    Release(RAISES, "handler-raises.yaml"),
+    Release(CRASH, "runtime-crash.yaml"),
+]

@@ -63,19 +63,21 @@ class Harness:
         return process
 
     def start_runtime(self, actor, handler, mode="payload", python=None, wait=True,
-                      socket_dir=None):
+                      socket_dir=None, reply_format=None):
+        """The runtime as a process; reply_format "list" (a go-mode sidecar's) also waits for runtime-ready."""
         process = RuntimeProcess(
             handler,
             python=python,
             pythonpath=HANDLERS_DIR,
             mode=mode,
+            env={"ASYA_REPLY_FORMAT": reply_format} if reply_format else None,
             socket_dir=socket_dir or self.socket_dir(actor),
             log_path=self._log_path("runtime-" + actor),
         )
         process.label = f"the {actor} runtime"
         self.processes.append(process)
         process.start()
-        return process.wait_until_ready() if wait else process
+        return process.wait_until_ready(ready_file=reply_format == "list") if wait else process
 
     def start_sidecar(self, actor, *args, **kwargs):
         python = kwargs.pop("python", None) or sys.executable

@@ -6,7 +6,7 @@ suite (tests/e2e/k8s) runs the chart on real clusters. The scenarios in tests/e2
 a user's pipeline would: through RabbitMQ, plus the containers' logs and exit
 codes, which the backend fetches.
 
-    test ──publish──► RabbitMQ 127.0.0.1:<port>, queue asya-<actor>
+    test ──publish──► RabbitMQ (or SQS) 127.0.0.1:<port>, queue asya-<actor>
                            │ (the pod shares the host's loopback)
                            ▼
               pod: asya-sidecar ──unix socket──► asya-runtime (model image)
@@ -139,6 +139,20 @@ def broker_values(release, url=BROKER_URL, management_url=None):
     return values
 
 
+def sqs_values(release, endpoint, region, credentials):
+    """Values that put the release's sidecar on the test SQS server.
+
+    `sidecar.transport: sqs` with the server as `sidecar.sqs.endpoint`, and
+    the server's dummy AWS keys as sidecar.env entries (moto accepts any; a
+    real cluster would use IRSA or a Secret through sidecar.envFrom). The
+    scenario's own `sidecar.env` entries are carried over.
+    """
+    values = yaml.safe_load(release.values_path.read_text()) or {}
+    env = [entry for entry in (values.get("sidecar") or {}).get("env") or [] if entry.get("name") not in credentials]
+    env += [{"name": name, "value": value} for name, value in sorted(credentials.items())]
+    return {"sidecar": {"transport": "sqs", "sqs": {"endpoint": endpoint, "region": region}, "env": env}}
+
+
 def deep_merge(base, extra):
     merged = dict(base)
     for key, value in extra.items():
@@ -198,12 +212,20 @@ class ActorBackend(abc.ABC):
 
     name = "?"
 
-    def __init__(self, queue_root, work_dir, broker_url=BROKER_URL, management_url=None):
+    def __init__(self, queue_root, work_dir, broker_url=BROKER_URL, management_url=None, sqs=None):
         self.queue_root = Path(queue_root)
         self.work_dir = Path(work_dir)
         self.broker_url = broker_url
         self.management_url = management_url
+        # (endpoint, region, credentials) of an SQS server: the releases use it instead of RabbitMQ.
+        self.sqs = sqs
         self.releases = {}
+
+    def transport_values(self, release):
+        """The values that connect the release's sidecar to this backend's broker."""
+        if self.sqs is not None:
+            return sqs_values(release, *self.sqs)
+        return broker_values(release, self.broker_url, self.management_url)
 
     @classmethod
     @abc.abstractmethod

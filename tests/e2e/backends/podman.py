@@ -23,9 +23,9 @@ Why the Deployment is rewritten rather than played as it is (podman 4.3):
   k8s suite (tests/e2e/k8s) runs the probes for real, on a kubelet.
 
 No network is ever created: kube play runs with `--network none`; a pod
-whose sidecar uses RabbitMQ gets `hostNetwork: true` and is played with
-`--network host`, so it shares the host's loopback, where the test broker
-listens on 127.0.0.1 (no bridge, no CNI interface: kube play without a
+whose sidecar uses a broker (RabbitMQ or SQS) gets `hostNetwork: true` and is
+played with `--network host`, so it shares the host's loopback, where the
+test broker listens on 127.0.0.1 (no bridge, no CNI interface: kube play without a
 --network would define its podman-default-kube-network).
 
 A release's pre-install hook Jobs (the chart's topology Job, which creates
@@ -59,7 +59,6 @@ from .base import (
     BackendUnavailable,
     ContainerExit,
     DeployError,
-    broker_values,
     deep_merge,
     deployments_of,
     helm_template_command,
@@ -100,8 +99,9 @@ DOWNWARD_FIELDS = {
 }
 
 
-def uses_rabbitmq(container):
-    return any(entry.get("name") == "ASYA_TRANSPORT" and entry.get("value") == "rabbitmq"
+def uses_broker(container):
+    """Does the container talk to a broker (RabbitMQ or SQS) on the host's loopback?"""
+    return any(entry.get("name") == "ASYA_TRANSPORT" and entry.get("value") in ("rabbitmq", "sqs")
                for entry in container.get("env") or [])
 
 
@@ -114,7 +114,7 @@ def deployment_to_pod(deployment, pod_name, extra_labels=None, volume_root="/tmp
     `<volume_root>/<pod>-<name>` (the caller creates it, mode 0777); exec
     probes removed (probes_of keeps them for the tests that run them);
     downward-API env entries resolved (podman 4.3 has no fieldRef for the
-    namespace); hostNetwork when the sidecar talks to RabbitMQ; and the pod
+    namespace); hostNetwork when the sidecar talks to a broker; and the pod
     keeps its init containers. Everything else (images, commands, env,
     mounts, securityContext, grace period) is kept.
     """
@@ -141,7 +141,7 @@ def deployment_to_pod(deployment, pod_name, extra_labels=None, volume_root="/tmp
             if field in DOWNWARD_FIELDS:
                 entry.pop("valueFrom")
                 entry["value"] = DOWNWARD_FIELDS[field](pod_name)
-    if any(uses_rabbitmq(container) for container in spec["containers"]):
+    if any(uses_broker(container) for container in spec["containers"]):
         spec["hostNetwork"] = True
     spec["restartPolicy"] = "Never"
     metadata = template.get("metadata") or {}
@@ -229,8 +229,8 @@ class PodmanPod:
 class PodmanBackend(ActorBackend):
     name = "podman"
 
-    def __init__(self, queue_root, work_dir, helm=HELM, broker_url=BROKER_URL, management_url=None):
-        super().__init__(queue_root, work_dir, broker_url, management_url)
+    def __init__(self, queue_root, work_dir, helm=HELM, broker_url=BROKER_URL, management_url=None, sqs=None):
+        super().__init__(queue_root, work_dir, broker_url, management_url, sqs)
         self.helm = helm
         self.session_id = secrets.token_hex(3)
         self.env = podman_env()
@@ -263,7 +263,7 @@ class PodmanBackend(ActorBackend):
         """helm template the release and convert its Deployment; records the pod."""
         overlay = write_yaml(self.work_dir / f"{release.name}.backend-values.yaml",
                              deep_merge(queue_volume_values(self.queue_root),
-                                        broker_values(release, self.broker_url, self.management_url)))
+                                        self.transport_values(release)))
         rendered = run_command(helm_template_command(release, overlay, self.helm)).stdout
         (deployment,) = deployments_of(rendered)
         name = pod_name_for(self.session_id, release.name)

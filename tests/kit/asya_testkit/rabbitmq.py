@@ -7,8 +7,8 @@ again, removing its state.
 ``AmqpQueues`` is what a test does with queues: publish an envelope to an
 actor the way an upstream sidecar does (the asya exchange, routing key = the
 bare actor name, persistent JSON), and wait for messages to arrive in
-happy-end or error-end. Every message it takes from an end queue is kept, so
-waiting for one id never loses another test's message. It creates no queue:
+happy-end or error-end (the waits of endqueues.EndQueues, shared with SQS).
+It creates no queue:
 publishing is ``mandatory``, so a message for an actor whose queue nobody
 created fails the test at once instead of vanishing.
 
@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from . import wait
+from .endqueues import ERROR_END, HAPPY_END, WAIT_TIMEOUT, EndQueues
 from .paths import FAKE_SIDECAR_DIR, REPO_ROOT
 from .ports import free_loopback_ports
 
@@ -38,10 +39,6 @@ from asya_sidecar import topology as naming  # noqa: E402  (the one naming rule)
 RABBITMQ_SCRIPT = REPO_ROOT / "tools" / "rabbitmq.sh"
 CHART_TOPOLOGY_SCRIPT = REPO_ROOT / "charts" / "asya-actor" / "files" / "topology.py"
 EXCHANGE = naming.DEFAULT_EXCHANGE
-HAPPY_END = "happy-end"
-ERROR_END = "error-end"
-# A bound on waits, not an expectation of speed.
-WAIT_TIMEOUT = 120.0
 
 
 def broker_unavailable_reason():
@@ -182,11 +179,12 @@ class Topology:
         return self.script.missing(self.api, bindings)
 
 
-class AmqpQueues:
-    """Publish and collect. With a Topology, the queues of every actor a message
-    is sent to (and the end queues) are created first, as a release would."""
+class AmqpQueues(EndQueues):
+    """Publish and collect (endqueues.EndQueues). With a Topology, the queues of every
+    actor a message is sent to (and the end queues) are created first, as a release would."""
 
     def __init__(self, url, exchange=EXCHANGE, topology=None):
+        super().__init__()
         import pika
         self._pika = pika
         self.topology = topology
@@ -198,7 +196,6 @@ class AmqpQueues:
         self.exchange = exchange
         self.url = url
         self._existing = set()
-        self.collected = {}  # queue -> messages taken from it so far
 
     def close(self):
         if self.connection.is_open:
@@ -225,13 +222,8 @@ class AmqpQueues:
 
     def send(self, actor, message_id, payload, actors=None, headers=None, current=0):
         """Publish a new message for `actor`, with route `actors` (default: just it)."""
-        envelope = {"id": message_id, "route": {"actors": list(actors or [actor]), "current": current},
-                    "payload": payload}
-        self.provision(*envelope["route"]["actors"])
-        if headers is not None:
-            envelope["headers"] = headers
-        self.publish_raw(actor, json.dumps(envelope).encode("utf-8"))
-        return envelope
+        self.provision(*(actors or [actor]))
+        return super().send(actor, message_id, payload, actors, headers, current)
 
     def counts(self, name):
         """(ready, consumers) of an actor's queue, from a passive declare; None while it does not exist.
@@ -276,32 +268,5 @@ class AmqpQueues:
                 return kept
             kept.append(json.loads(body.decode("utf-8")))
 
-    def finished(self, name, id_prefix):
-        return [m for m in self.take_all(name)
-                if m.get("id") == id_prefix or str(m.get("id", "")).startswith(id_prefix + "-")]
-
-    def wait_for(self, name, id_prefix, count=1, timeout=WAIT_TIMEOUT, other=None):
-        """Wait until `count` messages of `id_prefix` are in end queue `name`; sorted by id.
-
-        Fails at once if one lands in `other` (the opposite end queue) instead.
-        """
-        def arrived():
-            if other is not None:
-                strays = self.finished(other, id_prefix)
-                if strays:
-                    raise AssertionError(f"{id_prefix} landed in {other} instead of {name}: {strays}")
-            found = self.finished(name, id_prefix)
-            return sorted(found, key=lambda m: str(m.get("id"))) if len(found) >= count else None
-
-        return wait.wait_for(arrived, f"{count} message(s) {id_prefix} in {name}", timeout, interval=0.05,
-                             sleep=self.connection.sleep)
-
-    def happy_end(self, id_prefix, count=1, timeout=WAIT_TIMEOUT):
-        return self.wait_for(HAPPY_END, id_prefix, count, timeout, other=ERROR_END)
-
-    def error_end(self, id_prefix, count=1, timeout=WAIT_TIMEOUT):
-        return self.wait_for(ERROR_END, id_prefix, count, timeout, other=HAPPY_END)
-
-    def wait_until(self, condition, what, timeout=WAIT_TIMEOUT):
-        """Poll `condition()` (keeping this connection served) until it is truthy."""
-        return wait.wait_for(condition, what, timeout, interval=0.05, sleep=self.connection.sleep)
+    def sleep(self, seconds):
+        self.connection.sleep(seconds)  # serves the connection meanwhile
