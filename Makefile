@@ -73,7 +73,7 @@ registry: ## install the distribution container registry (Debian's docker-regist
 	bash tools/install-debian-server.sh docker-registry docker-registry
 
 .PHONY: k8s-tools
-k8s-tools: ## build Kubernetes (the version in tools/kubernetes/VERSION) from its Go module into .tools/kubernetes (~12 min cold, skipped when built); containerd and etcd from Debian
+k8s-tools: ## build Kubernetes (the version in tools/kubernetes/VERSION) from its Go module into .tools/kubernetes (12-30 min cold on 2 cores, skipped when built); containerd and etcd from Debian
 	bash tools/kubernetes/build.sh $(TOOLS)/kubernetes
 	bash tools/install-debian-server.sh containerd containerd
 	bash tools/install-debian-server.sh etcd-server etcd
