@@ -22,12 +22,15 @@ CHART_APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *
 # and demo, e2e model handlers, bench floor server and handlers, the helm test).
 PY37_FILES := runtime/asya_runtime.py fake-sidecar/asya_sidecar examples tests/e2e/models \
 	bench/floor_server.py bench/handlers charts/asya-actor/files/smoke_test.py
+# `make e2e-k8s KUBECONFIG=...` runs the k8s suite on that cluster instead of one built here;
+# only a KUBECONFIG given on make's command line counts, never one inherited from the shell.
+E2E_KUBECONFIG := $(if $(filter command line,$(origin KUBECONFIG)),$(abspath $(KUBECONFIG)))
 # podman reads this file; tools/install-podman.sh writes it (ulimits, runc, no network).
 export CONTAINERS_CONF := $(CURDIR)/$(TOOLS)/containers.conf
 
 .PHONY: help
-help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+help: ## list the targets, under the Makefile's section headings
+	@awk 'BEGIN {FS = ":.*## "} /^# --------+ / {sub(/^# -+ /, ""); printf "\n%s\n", $$0} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # ---------------------------------------------------------------- the two front-door commands
 .PHONY: demo
@@ -35,10 +38,10 @@ demo: ## run the example pipeline as local processes and show where each message
 	$(PYTHON) examples/demo.py
 
 .PHONY: test
-test: lint test-runtime test-sidecar test-reliability bench-smoke images test-chart e2e ## every test: lint, runtime on 3.7..3.13, sidecar, fuzz+soak (short), bench smoke, chart, podman e2e (~6 min with images built; ~7 from a fresh clone)
+test: lint test-runtime test-sidecar test-reliability bench-smoke images test-chart e2e e2e-k8s ## every test: lint, runtime on 3.7..3.13, sidecar, fuzz+soak (short), bench smoke, chart, podman e2e, k8s e2e
 	@echo "make test: all suites passed"
 
-# ---------------------------------------------------------------- tooling
+# ---------------------------------------------------------------- set-up
 $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -55,6 +58,24 @@ $(HELM3): tools/fetch_helm.py | $(VENV)/.installed
 
 .PHONY: helm
 helm: $(HELM) $(HELM3) ## install the pinned helm binaries into .tools/bin: helm (v4) for every tool, helm3 for the chart's helm 3 check
+
+.PHONY: podman
+podman: ## install podman (Debian packages) and write .tools/containers.conf
+	bash tools/install-podman.sh $(TOOLS)
+
+.PHONY: rabbitmq
+rabbitmq: ## install RabbitMQ (Debian package); tests start it on 127.0.0.1 via tools/rabbitmq.sh
+	bash tools/install-debian-server.sh rabbitmq-server beam.smp epmd
+
+.PHONY: registry
+registry: ## install the distribution container registry (Debian's docker-registry); the push test runs it on 127.0.0.1
+	bash tools/install-debian-server.sh docker-registry docker-registry
+
+.PHONY: k8s-tools
+k8s-tools: ## build Kubernetes (the version in tools/kubernetes/VERSION) from its Go module into .tools/kubernetes (~12 min cold, skipped when built); containerd and etcd from Debian
+	bash tools/kubernetes/build.sh $(TOOLS)/kubernetes
+	bash tools/install-debian-server.sh containerd containerd
+	bash tools/install-debian-server.sh etcd-server etcd
 
 # ---------------------------------------------------------------- the chart
 .PHONY: lint-chart
@@ -77,18 +98,6 @@ readme-generator: $(README_GENERATOR) ## install the pinned readme-generator-for
 .PHONY: chart-readme
 chart-readme: readme-generator ## regenerate the values table of charts/asya-actor/README.md from the @param comments in values.yaml
 	$(README_GENERATOR) --values charts/asya-actor/values.yaml --readme charts/asya-actor/README.md
-
-.PHONY: podman
-podman: ## install podman (Debian packages) and write .tools/containers.conf
-	bash tools/install-podman.sh $(TOOLS)
-
-.PHONY: rabbitmq
-rabbitmq: ## install RabbitMQ (Debian package); tests start it on 127.0.0.1 via tools/rabbitmq.sh
-	bash tools/install-debian-server.sh rabbitmq-server beam.smp epmd
-
-.PHONY: registry
-registry: ## install the distribution container registry (Debian's docker-registry); the push test runs it on 127.0.0.1
-	bash tools/install-debian-server.sh docker-registry docker-registry
 
 .PHONY: base-images
 base-images: podman ## build the local base images (debootstrap; no registry needed)
@@ -134,12 +143,16 @@ test-sidecar: venv rabbitmq ## fake sidecar tests against the real runtime as pr
 # ---------------------------------------------------------------- end to end (docs/e2e.md)
 .PHONY: e2e
 e2e: images helm venv rabbitmq registry ## chart + images on podman pods, RabbitMQ on 127.0.0.1 (started and stopped here): 17 scenarios, make push to a real registry, adapter tests (~85 s; ~5 min fresh)
-	$(PYTEST) --timeout 600 -p no:cacheprovider -rs tests/e2e --backend podman
+	$(PYTEST) --timeout 600 -p no:cacheprovider -rs tests/e2e --backend podman --ignore=tests/e2e/k8s
+
+.PHONY: e2e-k8s
+e2e-k8s: images helm venv rabbitmq $(if $(E2E_KUBECONFIG),,k8s-tools) ## the chart on a real single-node Kubernetes built and run here (127.0.0.1 only), or on KUBECONFIG=...; needs root, Go 1.26
+	ASYA_E2E_KUBECONFIG=$(E2E_KUBECONFIG) $(PYTEST) --timeout 1200 -p no:cacheprovider -rs tests/e2e/k8s
 
 .PHONY: e2e-kind
-e2e-kind: venv helm ## the e2e scenarios on a kind cluster; one line and exit 0 when docker/kind/registry or an in-cluster broker is missing (the broker always is, for now)
-	@if PYTHONPATH=tests/e2e:tests/kit $(PY) -m backends.kind --preflight; then \
-		$(MAKE) images && $(PYTEST) --timeout 900 -p no:cacheprovider -rs tests/e2e/test_scenarios.py --backend kind; \
+e2e-kind: venv helm ## the k8s suite on a kind cluster created and deleted here (its broker in the cluster); one line and exit 0 when kind, docker or its node image is missing (as here)
+	@if PYTHONPATH=tests/e2e:tests/kit $(PY) -m k8s.cluster --kind-preflight; then \
+		$(MAKE) images && ASYA_E2E_CLUSTER=kind $(PYTEST) --timeout 1800 -p no:cacheprovider -rs tests/e2e/k8s; \
 	fi
 
 # ---------------------------------------------------------------- reliability

@@ -1,6 +1,7 @@
 """Fixtures of the e2e suite: one backend per session, with every scenario's actors.
 
-`pytest tests/e2e --backend podman` (make e2e) or `--backend kind` (make e2e-kind).
+`pytest tests/e2e --backend podman --ignore=tests/e2e/k8s` (make e2e). The same chart on a
+real kubelet (a cluster built here, kind, or any kubeconfig) is tests/e2e/k8s (make e2e-k8s).
 The test broker (tools/rabbitmq.sh: RabbitMQ on free 127.0.0.1 ports, state
 under .tools/rabbitmq/e2e-<port>) is started once, before any pod, and
 stopped at the end of the session, failed or not; two sessions at once get
@@ -33,12 +34,12 @@ from asya_testkit.rabbitmq import AmqpQueues, Broker, broker_unavailable_reason 
 
 FIGURES = []
 
-BACKENDS = ("podman", "kind")
+BACKENDS = ("podman",)
 
 
 def pytest_addoption(parser):
     parser.addoption("--backend", choices=BACKENDS, default="podman",
-                     help="where the e2e pods run: podman (this machine) or kind (a cluster)")
+                     help="where the e2e pods run: podman (this machine); clusters are tests/e2e/k8s's")
 
 
 def pytest_configure(config):

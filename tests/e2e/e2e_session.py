@@ -21,12 +21,8 @@ def backend_name():
 
 
 def backend_class(name=None):
-    name = name or backend_name()
-    if name == "podman":
-        from backends.podman import PodmanBackend
-        return PodmanBackend
-    from backends.kind import KindBackend
-    return KindBackend
+    from backends.podman import PodmanBackend
+    return PodmanBackend
 
 
 def failing_instead_of_skipping():

@@ -1,19 +1,14 @@
-"""The two backend adapters, checked without running a pod or a cluster.
+"""The podman adapter, checked without running a pod: what it turns each release into.
 
-What the podman adapter turns each release into, and the exact kind and helm
-command lines and Kubernetes objects the kind adapter would use. These run
-wherever helm is installed (make helm): here, where kind cannot run, they are
-what keeps the kind adapter honest.
+These run wherever helm is installed (make helm). The same releases on a real
+kubelet, kind included, are the k8s suite's (tests/e2e/k8s, make e2e-k8s).
 """
 
 import kubernetes_validate
 import pytest
 import yaml
-from backends import kind
 from backends.base import (
     BROKER_URL,
-    CHART_DIR,
-    COMMON_VALUES,
     HELM,
     QUEUE_MOUNT_PATH,
     QUEUE_VOLUME,
@@ -36,7 +31,7 @@ from backends.podman import (
 )
 from releases import LATE_RELEASES, RELEASES, SLOW
 
-KUBERNETES_VERSION = "1.32.0"  # the kind node image's minor version
+KUBERNETES_VERSION = "1.32.0"  # the schema version the rendered pods are validated against
 HOST_QUEUE_DIR = "/tmp/asya-e2e-test/queues"
 
 
@@ -165,101 +160,7 @@ def test_podman_commands_use_no_network_and_the_pods_grace_period(render):
         "podman", "pod", "stop", "--time", "90", "asya-e2e-abc123-slow"]
 
 
-# ---------------------------------------------------------------- kind
-
-def test_kind_config_mounts_the_sessions_queue_directory_into_the_node():
-    config = kind.kind_cluster_config(HOST_QUEUE_DIR)
-
-    assert config["kind"] == "Cluster" and config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
-    assert config["name"] == kind.CLUSTER_NAME
-    (node,) = config["nodes"]
-    assert node["extraMounts"] == [{"hostPath": HOST_QUEUE_DIR, "containerPath": kind.NODE_QUEUE_DIR}]
-    assert kind.node_images(config) == ["kindest/node:v1.32.2"]
-    assert kind.node_images(kind.kind_cluster_config(HOST_QUEUE_DIR, "my/node:v1")) == ["my/node:v1"]
-
-
-def test_kind_cluster_commands():
-    assert kind.create_cluster_command("/w/kind-config.yaml", "/w/kubeconfig") == [
-        "kind", "create", "cluster", "--name", "asya-e2e", "--config", "/w/kind-config.yaml",
-        "--kubeconfig", "/w/kubeconfig", "--wait", "180s"]
-    assert kind.delete_cluster_command("/w/kubeconfig") == [
-        "kind", "delete", "cluster", "--name", "asya-e2e", "--kubeconfig", "/w/kubeconfig"]
-
-
-def test_kind_loads_images_from_docker_or_through_a_podman_archive():
-    assert kind.image_load_commands("localhost/asya-runtime:dev", "docker", "/w") == [
-        ["kind", "load", "docker-image", "--name", "asya-e2e", "localhost/asya-runtime:dev"]]
-    assert kind.image_load_commands("localhost/asya-runtime:dev", "podman", "/w") == [
-        ["podman", "save", "--format", "docker-archive", "--output", "/w/asya-runtime_dev.tar",
-         "localhost/asya-runtime:dev"],
-        ["kind", "load", "image-archive", "--name", "asya-e2e", "/w/asya-runtime_dev.tar"]]
-
-
-def test_helm_install_waits_only_for_releases_that_can_become_ready():
-    ready = next(r for r in RELEASES if r.becomes_ready)
-    broken = next(r for r in RELEASES if not r.becomes_ready)
-
-    assert kind.helm_install_command(ready, "/w/q.yaml", "/w/kubeconfig", helm="helm") == [
-        "helm", "install", ready.name, str(CHART_DIR), "--namespace", "asya-e2e",
-        "--kubeconfig", "/w/kubeconfig", "--values", str(COMMON_VALUES), "--values", str(ready.values_path),
-        "--values", "/w/q.yaml", "--wait=watcher", "--timeout", "5m"]
-    assert kind.helm_install_command(broken, "/w/q.yaml", "/w/kubeconfig", helm="helm")[-2:] == [
-        "--values", "/w/q.yaml"]
-
-
-@pytest.mark.parametrize("release", RELEASES, ids=lambda r: r.name)
-def test_kind_objects_are_valid_and_mount_the_nodes_queue_directory(render, release):
-    deployment = render(release, kind.queue_values())
-
-    spec = deployment["spec"]["template"]["spec"]
-    assert volumes_by_name(spec)[QUEUE_VOLUME]["hostPath"] == {"path": kind.NODE_QUEUE_DIR, "type": "Directory"}
-    sidecar = next(c for c in spec["containers"] if c["name"] == SIDECAR_CONTAINER)
-    assert {"name": QUEUE_VOLUME, "mountPath": QUEUE_MOUNT_PATH} in sidecar["volumeMounts"]
-    kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
-
-
-def test_kind_namespace_and_scale_patch_are_valid():
-    kubernetes_validate.validate(kind.namespace_manifest(), KUBERNETES_VERSION, strict=True)
-    assert kind.scale_to_zero_patch() == {"spec": {"replicas": 0}}
-
-
-class FakeRun:
-    """Stands in for subprocess.run: answers by the command's first two words."""
-
-    def __init__(self, failing=()):
-        self.failing = set(failing)
-        self.commands = []
-
-    def __call__(self, argv, **_kwargs):
-        self.commands.append(argv)
-        failed = " ".join(argv[:2]) in self.failing
-
-        class Result:
-            returncode = 1 if failed else 0
-            stdout = ""
-            stderr = "Cannot connect to the Docker daemon\n" if failed else ""
-        return Result()
-
-
-def which_only(*present):
-    return lambda name: f"/usr/bin/{name}" if name in present else None
-
-
-def test_kind_preflight_names_the_first_missing_prerequisite(tmp_path):
-    helm = tmp_path / "helm"
-    helm.write_text("#!/bin/sh\n")
-    helm.chmod(0o755)
-
-    assert kind.missing_prerequisite(which_only("docker"), FakeRun(), helm).startswith("kind is not installed")
-    assert kind.missing_prerequisite(which_only("kind"), FakeRun(), helm).startswith("docker is not installed")
-    assert kind.missing_prerequisite(which_only("kind", "docker"), FakeRun({"docker info"}), helm) == (
-        "docker's daemon does not answer (docker info: Cannot connect to the Docker daemon)")
-    assert "helm is not at" in kind.missing_prerequisite(which_only("kind", "docker"), FakeRun(), tmp_path / "none")
-    no_registry = FakeRun({"docker image", "docker pull"})
-    assert kind.missing_prerequisite(which_only("kind", "docker"), no_registry, helm).startswith(
-        "kind's node image kindest/node:v1.32.2 is not in docker and cannot be pulled")
-    assert kind.missing_prerequisite(which_only("kind", "docker"), FakeRun(), helm) is None
-
+# ---------------------------------------------------------------- both
 
 def test_no_scenario_values_file_sets_pod_volumes():
     # The backend's overlay sets workload.template.spec.volumes (the queue
@@ -269,9 +170,3 @@ def test_no_scenario_values_file_sets_pod_volumes():
         spec = yaml.safe_load(release.values_path.read_text()).get("workload", {}).get("template", {}).get("spec", {})
         assert "volumes" not in spec, f"{release.values_file} sets workload.template.spec.volumes"
 
-
-def test_kind_says_the_broker_is_out_of_its_pods_reach(monkeypatch):
-    monkeypatch.setattr(kind, "missing_prerequisite", lambda: None)
-
-    with pytest.raises(kind.BackendUnavailable, match="RabbitMQ on the host's 127.0.0.1"):
-        kind.KindBackend.check_available()

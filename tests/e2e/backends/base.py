@@ -1,8 +1,8 @@
 """What every e2e backend offers, and what the backends share.
 
 A backend takes helm releases of charts/asya-actor (one per actor) and runs
-their pods somewhere real: podman pods on this machine (podman.py) or a kind
-cluster (kind.py). The scenarios in tests/e2e talk to the actors only the way
+their pods somewhere real: podman pods on this machine (podman.py); the k8s
+suite (tests/e2e/k8s) runs the chart on real clusters. The scenarios in tests/e2e talk to the actors only the way
 a user's pipeline would: through RabbitMQ, plus the containers' logs and exit
 codes, which the backend fetches.
 

@@ -20,7 +20,7 @@ Why the Deployment is rewritten rather than played as it is (podman 4.3):
   failure report). It would run again if the pod restarted; these never do;
 - exec probes become podman healthchecks driven by systemd timers, which do
   not exist here (every kube play would log errors): they are dropped. The
-  kind backend runs the probes for real.
+  k8s suite (tests/e2e/k8s) runs the probes for real, on a kubelet.
 
 No network is ever created: kube play runs with `--network none`; a pod
 whose sidecar uses RabbitMQ gets `hostNetwork: true` and is played with
