@@ -39,7 +39,7 @@ STOP_TIMEOUT = 30.0
 
 def unavailable_reason():
     """One line saying why the operator cannot run here, or None."""
-    if not BINARY.exists() or not sorted(CRD_DIR.glob("keda.sh_*.yaml")):
+    if not BINARY.exists() or not (CRD_DIR / ".complete").exists():
         return f"KEDA {VERSION} is not built (tools/keda/build.sh builds it: about 8 min and 3.5 GB cold)"
     return None
 
@@ -73,7 +73,7 @@ class KedaOperator:
     def apply_crds(self):
         # Server-side: the ScaledJob CRD is larger than the annotation a
         # client-side apply keeps.
-        for crd in sorted(CRD_DIR.glob("keda.sh_*.yaml")):
+        for crd in sorted(CRD_DIR.glob("*.yaml")):
             subprocess.run(self.kubectl + ["apply", "--server-side", "--force-conflicts", "-f", str(crd)],
                            check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
         subprocess.run(self.kubectl + ["wait", "--for", "condition=established", "--timeout", "120s",
