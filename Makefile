@@ -19,9 +19,10 @@ README_GENERATOR := tools/readme-generator/node_modules/.bin/readme-generator
 CHART_APP_VERSION := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$$/\1/p' charts/asya-actor/Chart.yaml)
 # Every file that must run on CPython 3.7, checked by vermin in `make lint`: the
 # runtime, and what runs with the model's or any python3 (fake sidecar, examples
-# and demo, e2e model handlers, bench floor server and handlers, the helm test).
+# and demo, e2e model handlers, bench floor server and handlers, the chart's
+# helm test and topology Job, which run in the model image).
 PY37_FILES := runtime/asya_runtime.py fake-sidecar/asya_sidecar examples tests/e2e/models \
-	bench/floor_server.py bench/handlers charts/asya-actor/files/smoke_test.py
+	bench/floor_server.py bench/handlers charts/asya-actor/files
 # `make e2e-k8s KUBECONFIG=...` runs the k8s suite on that cluster instead of one built here;
 # only a KUBECONFIG given on make's command line counts, never one inherited from the shell.
 E2E_KUBECONFIG := $(if $(filter command line,$(origin KUBECONFIG)),$(abspath $(KUBECONFIG)))
@@ -129,7 +130,7 @@ lint-dockerfiles: venv ## hadolint every Dockerfile under images/, fake-sidecar/
 lint: venv lint-dockerfiles ## vermin (PY37_FILES on 3.7+), ruff, stdlib-only import check, hadolint (helm lint: in test-chart)
 	$(VENV)/bin/vermin -q -t=3.7- --violations --no-tips $(PY37_FILES)
 	$(VENV)/bin/ruff check .
-	$(PY) tools/check_stdlib_only.py runtime/asya_runtime.py
+	$(PY) tools/check_stdlib_only.py runtime/asya_runtime.py charts/asya-actor/files/*.py
 
 .PHONY: test-runtime
 test-runtime: venv ## runtime unit tests + black-box tests on every Python 3.7..3.13 found

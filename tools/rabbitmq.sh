@@ -6,9 +6,11 @@
 #   tools/rabbitmq.sh stop     # stop the broker and its epmd; a no-op when stopped
 #   tools/rabbitmq.sh status   # exit 0 when it runs
 #   tools/rabbitmq.sh url      # print the AMQP URL
+#   tools/rabbitmq.sh management-url   # print the management API's URL
 #
 # Environment: ASYA_RABBITMQ_DIR (default .tools/rabbitmq), ASYA_RABBITMQ_PORT
-# (AMQP, default 35672; the Erlang distribution uses PORT+1 and epmd PORT+2).
+# (AMQP, default 35672; the Erlang distribution uses PORT+1, epmd PORT+2 and
+# the management HTTP API PORT+3).
 #
 # Everything listens on 127.0.0.1 only, on ports that are not RabbitMQ's
 # defaults (so a system broker or epmd on 5672/4369 neither clashes nor gets
@@ -16,7 +18,10 @@
 # (inet_dist_use_interface, fixed port), epmd (ERL_EPMD_ADDRESS, own port) and
 # the CLI's short-lived nodes. Mnesia, logs, the cookie, the PID file and the
 # config all live in ASYA_RABBITMQ_DIR: nothing is written to /var/lib/rabbitmq
-# or /etc/rabbitmq, and the package's service is not used. No plugin is enabled.
+# or /etc/rabbitmq, and the package's service is not used. One plugin is
+# enabled: rabbitmq_management (shipped with Debian's package), whose HTTP API
+# the chart's topology Job (charts/asya-actor/files/topology.py) uses, as it
+# would on a production broker; start waits until it answers too.
 #
 # Installed by tools/install-debian-server.sh (Debian's rabbitmq-server).
 set -euo pipefail
@@ -26,6 +31,7 @@ state_dir=${ASYA_RABBITMQ_DIR:-$repo_root/.tools/rabbitmq}
 amqp_port=${ASYA_RABBITMQ_PORT:-35672}
 dist_port=$((amqp_port + 1))
 epmd_port=$((amqp_port + 2))
+management_port=$((amqp_port + 3))
 node_name=asya-test@localhost
 start_timeout=${ASYA_RABBITMQ_START_TIMEOUT:-120}
 
@@ -73,12 +79,14 @@ loopback_users.guest = true
 # Tests fill the disk with nothing; the default 50 MB floor is kept.
 log.file.level = info
 log.console = false
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $management_port
 EOF
     cat >"$RABBITMQ_ADVANCED_CONFIG_FILE" <<'EOF'
 %% Written by tools/rabbitmq.sh: the node's distribution listener on the loopback.
 [{kernel, [{inet_dist_use_interface, {127,0,0,1}}]}].
 EOF
-    echo '[].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"
+    echo '[rabbitmq_management].' >"$RABBITMQ_ENABLED_PLUGINS_FILE"
     if [[ ! -s $HOME/.erlang.cookie ]]; then
         (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$HOME/.erlang.cookie")
     fi
@@ -109,13 +117,27 @@ except OSError:
 EOF
 }
 
+management_answers() {
+    # The API's overview as guest (allowed from the loopback only).
+    python3 - "$management_port" <<'EOF'
+import base64, sys, urllib.request
+request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/api/overview",
+                                 headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()})
+try:
+    with urllib.request.urlopen(request, timeout=2) as response:
+        sys.exit(0 if response.status == 200 else 1)
+except OSError:
+    sys.exit(1)
+EOF
+}
+
 epmd_stop() {
     # Our epmd (own port) holds no name once the node is gone; -kill ends it.
     epmd -port "$epmd_port" -kill >/dev/null 2>&1 || true
 }
 
 start() {
-    if pid=$(running_pid) && amqp_answers; then
+    if pid=$(running_pid) && amqp_answers && management_answers; then
         log "already running (PID $pid) on amqp://127.0.0.1:$amqp_port"
         return 0
     fi
@@ -126,11 +148,11 @@ start() {
     # started it, and `stop` must be able to find it later by its PID file.
     setsid "$sbin/rabbitmq-server" >"$log_dir/startup.log" 2>&1 </dev/null &
     local deadline=$((SECONDS + start_timeout))
-    until amqp_answers; do
+    until amqp_answers && management_answers; do
         if ((SECONDS >= deadline)); then
             tail -n 40 "$log_dir/startup.log" >&2 || true
             stop || true
-            die "no AMQP answer on 127.0.0.1:$amqp_port after ${start_timeout}s (log: $log_dir)"
+            die "no AMQP and management answer on 127.0.0.1:$amqp_port and :$management_port after ${start_timeout}s (log: $log_dir)"
         fi
         if ! kill -0 $! 2>/dev/null && ! running_pid >/dev/null; then
             tail -n 40 "$log_dir/startup.log" >&2 || true
@@ -139,7 +161,7 @@ start() {
         fi
         sleep 0.2
     done
-    log "ready: amqp://guest:guest@127.0.0.1:$amqp_port/ (PID $(running_pid || echo '?'), $((SECONDS)) s)"
+    log "ready: amqp://guest:guest@127.0.0.1:$amqp_port/, management http://127.0.0.1:$management_port (PID $(running_pid || echo '?'), $((SECONDS)) s)"
 }
 
 stop() {
@@ -165,5 +187,6 @@ case ${1:-} in
     stop) stop; log "stopped" ;;
     status) pid=$(running_pid) && amqp_answers && log "running (PID $pid) on 127.0.0.1:$amqp_port" ;;
     url) echo "amqp://guest:guest@127.0.0.1:$amqp_port/" ;;
-    *) echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
+    management-url) echo "http://127.0.0.1:$management_port" ;;
+    *) echo "usage: $0 start|stop|status|url|management-url" >&2; exit 2 ;;
 esac

@@ -203,7 +203,7 @@ class Config:
         rabbitmq = None
         if transport == "rabbitmq":
             from .rabbitmq import RabbitMQSettings
-            rabbitmq = RabbitMQSettings.from_environ(environ, _positive_int)
+            rabbitmq = RabbitMQSettings.from_environ(environ, _positive_int, _duration)
         return cls(
             actor=actor,
             socket_dir=environ.get("ASYA_SOCKET_DIR") or DEFAULT_SOCKET_DIR,
@@ -566,8 +566,7 @@ class Sidecar:
         return Outcome(message_id, outcome, [])
 
     def _finish(self, delivery, hops, outcome):
-        queue_name = self.transport.queue_name
-        self.transport.publish_then_ack(delivery, [(queue_name(q), envelope) for q, envelope in hops])
+        self.transport.publish_then_ack(delivery, hops)
         self.lost_calls.forget(outcome.message_id)
         LOG.info("%s", outcome.log_line(self.config.actor))
         return outcome

@@ -3,8 +3,9 @@
 The sidecar sees one interface, whichever transport carries the messages:
 
 * ``receive(wait)`` -> a Delivery, or None when nothing came within ``wait`` s;
-* ``publish_then_ack(delivery, hops)``: send every ``(queue, envelope)`` of
-  ``hops`` durably, and only then acknowledge the delivery;
+* ``publish_then_ack(delivery, hops)``: send every ``(actor, envelope)`` of
+  ``hops`` durably to that actor's (or end queue's) queue, and only then
+  acknowledge the delivery;
 * ``requeue(delivery)``: give the message back to its queue, unprocessed;
 * ``while_busy(call)``: run a long call (the runtime's) while the transport
   keeps its own connection alive;
@@ -97,5 +98,6 @@ class FileTransport:
 def make_transport(config, stop_event, log):
     if config.transport == "rabbitmq":
         from .rabbitmq import RabbitMQTransport
-        return RabbitMQTransport(config.rabbitmq, config.actor, stop_event, log)
+        return RabbitMQTransport(config.rabbitmq, config.actor, stop_event, log,
+                                 declares_queues=config.mode != "go")
     return FileTransport(config.queue_dir, config.actor, config.poll_interval, stop_event, log)

@@ -25,7 +25,7 @@ def test_keda_scaled_object_targets_the_deployment_on_its_queue(ci_renders):
     assert (spec["pollingInterval"], spec["cooldownPeriod"]) == (15, 600)
     assert spec["triggers"] == [{
         "type": "rabbitmq",
-        "metadata": {"protocol": "amqp", "queueName": "embed", "mode": "QueueLength", "value": "5"},
+        "metadata": {"protocol": "amqp", "queueName": "asya-embed", "mode": "QueueLength", "value": "5"},
         "authenticationRef": {"name": "rabbitmq-asya", "kind": "TriggerAuthentication"}}]
 
 
@@ -38,7 +38,7 @@ def test_keda_sqs_trigger_uses_the_actors_queue_url(chart):
     trigger = chart.template(values)["ScaledObject"]["spec"]["triggers"][0]
     assert trigger["type"] == "aws-sqs-queue"
     assert trigger["metadata"] == {
-        "queueURL": "https://sqs.eu-west-1.amazonaws.com/123456789012/translate",
+        "queueURL": "https://sqs.eu-west-1.amazonaws.com/123456789012/asya-translate",
         "queueLength": "5", "awsRegion": "eu-west-1"}
     assert trigger["authenticationRef"]["name"] == "aws-irsa"
 
@@ -180,7 +180,7 @@ def test_each_actor_gets_its_own_queue_handler_and_overrides(two_actors):
     assert sorted(by_kind(two_actors, "ScaledObject")) == ["demo-asya-actor-score"]
     assert sorted(by_kind(two_actors, "PodDisruptionBudget")) == ["demo-asya-actor-score"]
     scaled = by_kind(two_actors, "ScaledObject")["demo-asya-actor-score"]
-    assert scaled["spec"]["triggers"][0]["metadata"]["queueName"] == "score"
+    assert scaled["spec"]["triggers"][0]["metadata"]["queueName"] == "asya-score"
     assert sorted(by_kind(two_actors, "Pod")) == [
         "demo-asya-actor-route-test-runtime", "demo-asya-actor-score-test-runtime"]
 

@@ -3,7 +3,8 @@
 `pytest tests/e2e --backend podman --ignore=tests/e2e/k8s` (make e2e). The same chart on a
 real kubelet (a cluster built here, kind, or any kubeconfig) is tests/e2e/k8s (make e2e-k8s).
 The test broker (tools/rabbitmq.sh: RabbitMQ on free 127.0.0.1 ports, state
-under .tools/rabbitmq/e2e-<port>) is started once, before any pod, and
+under .tools/rabbitmq/e2e-<port>) is started once, empty, before any pod (each
+release's own topology Job creates its queues, as on a cluster), and
 stopped at the end of the session, failed or not; two sessions at once get
 a broker each. The backend
 is created once: it deploys all the releases of releases.py, the tests share
@@ -87,7 +88,8 @@ def backend(request, queue_root, e2e_work_dir, broker):
         pytest.skip(reason)
     files_dir = e2e_work_dir / "backend"
     files_dir.mkdir()
-    instance = e2e_session.backend_class()(queue_root, files_dir, broker_url=broker.url)
+    instance = e2e_session.backend_class()(queue_root, files_dir, broker_url=broker.url,
+                                            management_url=broker.management_url)
     try:
         instance.deploy(RELEASES)
     except BaseException:

@@ -35,6 +35,7 @@ COMPETE_B = "compete-b"
 COMPETE_QUEUE = "compete"  # actorName in competing-consumer.yaml
 PIPELINE = ("pipe-1", "pipe-2", "pipe-3")
 HOST_VAR_RUN = "host-var-run"
+UNPROVISIONED = "unprovisioned"
 
 RELEASES = [
     Release(PACKAGE_HANDLER, "package-handler.yaml"),
@@ -61,4 +62,5 @@ RELEASES = [
 LATE_RELEASES = {
     CLASS_INIT: Release(CLASS_INIT, "class-slow-init.yaml"),
     HOST_VAR_RUN: Release(HOST_VAR_RUN, "host-var-run.yaml"),
+    UNPROVISIONED: Release(UNPROVISIONED, "provision-none.yaml", becomes_ready=False),
 }

@@ -17,6 +17,7 @@ from backends.base import (
     deep_merge,
     deployments_of,
     helm_template_command,
+    pre_install_jobs,
     queue_volume_values,
     run_command,
     write_yaml,
@@ -25,6 +26,7 @@ from backends.podman import (
     INIT_CONTAINER_TYPE,
     PodmanPod,
     deployment_to_pod,
+    job_to_pod,
     kube_play_command,
     pod_stop_command,
     probes_of,
@@ -66,6 +68,24 @@ def all_containers(spec):
 # ---------------------------------------------------------------- podman
 
 ALL_RELEASES = RELEASES + list(LATE_RELEASES.values())
+
+
+def test_the_releases_topology_job_runs_first_as_a_pod_on_the_hosts_loopback(tmp_path):
+    (release,) = [each for each in RELEASES if each.name == SLOW]
+    if not HELM.exists():
+        pytest.skip(f"helm is not at {HELM}: run make helm")
+    management = "http://127.0.0.1:15999"
+    overlay = write_yaml(tmp_path / "overlay.yaml", deep_merge(podman_overlay(), broker_values(release, BROKER_URL,
+                                                                                               management)))
+    (job,) = pre_install_jobs(run_command(helm_template_command(release, overlay)).stdout)
+    pod = job_to_pod(job, "asya-e2e-x-slow-hook0", {"asya-e2e-session": "x"})
+    spec = pod["spec"]
+    assert (pod["kind"], spec["hostNetwork"], spec["restartPolicy"]) == ("Pod", True, "Never")
+    (step,) = spec["containers"]
+    assert step["command"][3] == "apply"
+    env = {entry["name"]: entry.get("value") for entry in step["env"]}
+    assert (env["ASYA_RABBITMQ_URL"], env["ASYA_RABBITMQ_MANAGEMENT_URL"]) == (BROKER_URL, management)
+    assert pod["metadata"]["labels"]["asya-e2e-session"] == "x"
 
 
 @pytest.mark.parametrize("release", ALL_RELEASES, ids=lambda r: r.name)

@@ -14,7 +14,7 @@ import time
 
 import e2e_session
 import pytest
-from backends.base import RUNTIME_CONTAINER, SIDECAR_CONTAINER
+from backends.base import RUNTIME_CONTAINER, SIDECAR_CONTAINER, DeployError
 from releases import (
     CLASS_INIT,
     COMPETE_A,
@@ -27,6 +27,7 @@ from releases import (
     LONG_CALL,
     PIPELINE,
     SIDECAR_KILL,
+    UNPROVISIONED,
 )
 
 from asya_testkit.wait import wait_for
@@ -102,7 +103,7 @@ def test_sidecar_killed_mid_message_is_redelivered_and_processed(backend, queues
 
 def test_class_handler_with_a_slow_init_processes_messages_published_while_it_loads(backend, queues):
     needs_podman(backend)
-    queues.declare(CLASS_INIT)  # the queue exists before any pod, as the operator makes it
+    # deploy runs the release's topology Job first: the queue exists before the pod starts.
     backend.deploy([LATE_RELEASES[CLASS_INIT]])
     ids = [f"load-{n}" for n in range(5)]
     for n, message_id in enumerate(ids):
@@ -237,3 +238,18 @@ def test_a_host_var_run_asya_does_not_stop_the_runtime_from_listening(backend, q
                 os.rmdir(host_dir)
             except OSError:
                 pass  # something else put files there meanwhile; leave it
+
+
+def test_a_release_with_provisioning_off_and_no_queue_fails_its_install_naming_the_queue(backend, queues):
+    """topology.provision none on a broker without the actor's queue: the Go sidecar
+    would wait on it for minutes and messages for it would be dropped; the
+    release's hook Job fails the install instead, in one line."""
+    needs_podman(backend)
+    with pytest.raises(DeployError) as failure:
+        backend.deploy([LATE_RELEASES[UNPROVISIONED]])
+    message = str(failure.value)
+    assert (f"asya topology: FAILED: the queue asya-{UNPROVISIONED} does not exist on vhost /"
+            in message), message
+    assert "topology.provision=job" in message
+    assert queues.counts(UNPROVISIONED) is None, "the check created nothing"
+    assert backend.container_state(UNPROVISIONED, SIDECAR_CONTAINER) is None, "no pod started"

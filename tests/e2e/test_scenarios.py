@@ -89,6 +89,9 @@ def test_handler_imports_from_both_pythonpath_entries(backend, queues):
 def test_two_releases_route_dynamically_then_fan_out_to_happy_end(backend, queues, router, splitter):
     backend.wait_ready(router)
     backend.wait_ready(splitter)
+    # A fake-flavour sidecar declares its own queue once it consumes (a release of
+    # the asya flavour had its queue made by its topology Job before the pod).
+    queues.wait_for_consumers(router)
     queues.send(router, f"{router}-pipe-1", {"text": "alpha beta gamma"}, headers={"trace": "t-4"})
     queues.send(router, f"{router}-solo-1", {"text": "alone"})
 
@@ -138,6 +141,7 @@ def test_handler_exception_sends_the_message_to_error_end_and_the_actor_keeps_se
 @pytest.mark.releases(RAISES_STATUS)
 def test_handler_exception_in_the_status_dialect_gets_this_projects_record(backend, queues):
     backend.wait_ready(RAISES_STATUS)
+    queues.wait_for_consumers(RAISES_STATUS)  # the fake flavour declares its queue itself
     sent = queues.send(RAISES_STATUS, "sbad-1", {"price": 3})
     queues.send(RAISES_STATUS, "sgood-1", {"amount": 5})
 

@@ -3,7 +3,9 @@
 The broker is the project's own (tools/rabbitmq.sh, 127.0.0.1 only, free
 ports), started once for this module and stopped at its end. Each test uses actor names of its
 own, so its queues are its own; the end queues are shared and every message
-is looked up by id. Both modes: ``fake`` (status dialect, this project's
+is looked up by id. The queues of every route a test publishes are made first
+by the chart's own topology script (asya_testkit.rabbitmq.Topology), as a
+release's hook Job makes them: the Go sidecar creates none. Both modes: ``fake`` (status dialect, this project's
 routing and records) and ``go`` (the asya Go sidecar's list dialect,
 runtime-ready file, routing and error-end record).
 """
@@ -20,7 +22,7 @@ from sidecar_testkit import HANDLERS_DIR, SIDECAR_DIR, message_lines
 
 from asya_testkit.paths import REPO_ROOT
 from asya_testkit.process import RuntimeProcess
-from asya_testkit.rabbitmq import AmqpQueues, Broker, broker_unavailable_reason, queue_name
+from asya_testkit.rabbitmq import AmqpQueues, Broker, Topology, broker_unavailable_reason, queue_name
 from asya_testkit.wait import wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -38,9 +40,14 @@ def broker():
         yield instance
 
 
+@pytest.fixture(scope="module")
+def topology(broker):
+    return Topology(broker)
+
+
 @pytest.fixture
-def amqp(broker):
-    with AmqpQueues(broker.url) as client:
+def amqp(broker, topology):
+    with AmqpQueues(broker.url, topology=topology) as client:
         yield client
 
 
@@ -314,7 +321,7 @@ def test_a_broker_killed_mid_message_loses_nothing(harness, broker):
     gate = harness.path("gate")
     started = {message_id: harness.path(f"started-{message_id}") for message_id in ("bk-1", "bk-2")}
     with Broker("broker-crash") as own:
-        with AmqpQueues(own.url) as queues:  # publisher confirms: both are on the broker's disk
+        with AmqpQueues(own.url, topology=Topology(own)) as queues:  # confirmed: both on the broker's disk
             for message_id, marker in started.items():
                 queues.send(actor, message_id, {"started": marker, "gate": gate})
         sidecar = start_sidecar(harness, own, actor, mode="go")
@@ -373,35 +380,60 @@ def _redeclare_refused(broker, declare):
             connection.close()
 
 
-def test_topology_is_the_go_sidecars(harness, broker, amqp):
-    actor = unique("topo")
-    start_runtime(harness, actor, "echo.handle", "list")
-    sidecar = start_sidecar(harness, broker, actor, mode="go")
-    amqp.wait_until(lambda: _consumers(broker, actor) == 1, "the sidecar to consume its queue")
+# ------------------------------------------------------------ topology
 
-    # Declared by the sidecar: a durable queue asya-<actor> on a durable topic
-    # exchange "asya"; declaring either with other properties is refused.
+def test_the_charts_topology_is_the_one_the_go_sidecar_routes_through(harness, broker, amqp, topology):
+    actor = unique("topo")
+    topology.provision(actor)
+    assert topology.missing(actor, "happy-end") is None
+    # A durable queue asya-<actor> on a durable topic exchange "asya": declaring
+    # either with other properties is refused.
     assert _redeclare_refused(broker, lambda ch: ch.queue_declare(queue_name(actor), durable=False))
     assert _redeclare_refused(broker, lambda ch: ch.exchange_declare("asya", exchange_type="direct", durable=True))
-    # Bound with its own name as the routing key: a message published to the
-    # exchange under that key reaches the actor (and comes out in happy-end).
-    amqp.channel.basic_publish("asya", queue_name(actor), b'{"id": "topo-1", "route": {"actors": ["%s"], '
-                               b'"current": 0}, "payload": {"x": 1}}' % actor.encode())
+    start_runtime(harness, actor, "echo.handle", "list")
+    sidecar = start_sidecar(harness, broker, actor, mode="go")
+    amqp.wait_for_consumers(actor)
+    # Bound with the bare actor name, the key the Go sidecar publishes with.
+    amqp.publish_raw(actor, b'{"id": "topo-1", "route": {"actors": ["%s"], "current": 0}, "payload": {"x": 1}}'
+                     % actor.encode())
     (done,) = amqp.happy_end("topo-1")
     assert done["route"] == {"actors": [actor], "current": 1}
     sidecar.send_signal(signal.SIGTERM)
     assert sidecar.wait_exit() == 0
 
 
-def _consumers(broker, actor):
-    """Consumers of the actor's queue, 0 while it does not exist (on a connection of its own:
-    a passive declare of a missing queue closes the channel)."""
+def test_the_old_full_name_binding_key_routes_nothing(broker, amqp, topology):
+    """This project once bound asya-<actor> with the key asya-<actor>: the Go sidecar
+    publishes with <actor>, mandatory=false, so each of its messages was dropped."""
     import pika
-    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
-    try:
-        return connection.channel().queue_declare(queue_name(actor), passive=True).method.consumer_count
-    except pika.exceptions.ChannelClosedByBroker:
-        return 0
-    finally:
-        if connection.is_open:
-            connection.close()
+    actor = unique("oldkey")
+    topology.provision(actor)
+    with pytest.raises(pika.exceptions.UnroutableError):
+        amqp.publish_raw(actor, b'{"id": "old-1"}', routing_key=queue_name(actor))
+    assert amqp.counts(actor) == (0, 0)
+
+
+def test_go_mode_never_creates_its_queue_and_gives_up_on_a_missing_one(harness, broker, amqp, topology):
+    actor = unique("noqueue")
+    start_runtime(harness, actor, "echo.handle", "list")
+    sidecar = start_sidecar(harness, broker, actor, mode="go",
+                            env={"ASYA_QUEUE_RETRY_MAX_ATTEMPTS": "3", "ASYA_QUEUE_RETRY_BACKOFF": "200ms"})
+    wait_for(lambda: "attempt 1 of 3" in sidecar.log_text(), "the sidecar to find no queue")
+    # As with the Go sidecar, the 404 closed the channel: a queue made now comes too late.
+    topology.provision(actor)
+    assert sidecar.wait_exit() == 4, sidecar.log_text()
+    log = sidecar.log_text()
+    assert f"queue {queue_name(actor)} does not exist on the broker" in log
+    assert "topology.provision job" in log
+    assert amqp.counts(actor) == (0, 0), "the sidecar never consumed it"
+
+
+def test_fake_mode_declares_the_queues_it_uses_on_an_empty_broker(harness, broker):
+    actor = unique("selfmade")
+    start_runtime(harness, actor, "echo.handle")
+    start_sidecar(harness, broker, actor)
+    with AmqpQueues(broker.url) as bare:  # no Topology: nothing made by the test
+        bare.wait_for_consumers(actor)
+        bare.send(actor, "self-1", {"x": 1})
+        (done,) = bare.happy_end("self-1")
+    assert done["route"] == {"actors": [actor], "current": 1}

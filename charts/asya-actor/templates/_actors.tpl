@@ -120,9 +120,10 @@ flight is lost (or redelivered while still being processed).
 {{- $grace = .terminationGracePeriodSeconds | int64 }}
 {{- end }}
 {{- end }}
-{{- /* The runtime answers a call stuck in C code up to 2 s (its grace period) after handlerTimeout. */}}
-{{- if and (gt $handlerTimeout 0.0) (ge (addf $handlerTimeout 2.0) ($runtimeTimeout | float64)) }}
-{{- fail (printf "%shandlerTimeout (%v s) plus the runtime's 2 s grace period must be below sidecar.runtimeTimeout (%d s): the runtime has to answer HandlerTimeout before the sidecar stops waiting; lower handlerTimeout or raise sidecar.runtimeTimeout" $where $a.handlerTimeout $runtimeTimeout) }}
+{{- /* The runtime answers a call stuck in C code up to its grace period after handlerTimeout. */}}
+{{- $runtimeGrace := include "asya-actor.runtimeHandlerTimeoutGrace" $root | float64 }}
+{{- if and (gt $handlerTimeout 0.0) (ge (addf $handlerTimeout $runtimeGrace) ($runtimeTimeout | float64)) }}
+{{- fail (printf "%shandlerTimeout (%v s) plus the runtime's %v s grace period must be below sidecar.runtimeTimeout (%d s): the runtime has to answer HandlerTimeout before the sidecar stops waiting; lower handlerTimeout or raise sidecar.runtimeTimeout" $where $a.handlerTimeout $runtimeGrace $runtimeTimeout) }}
 {{- end }}
 {{- if le $grace $runtimeTimeout }}
 {{- fail (printf "%sterminationGracePeriodSeconds (%d) must be above sidecar.runtimeTimeout (%d s): a pod stopped during a call would be killed before the reply; raise terminationGracePeriodSeconds or lower sidecar.runtimeTimeout" $where $grace $runtimeTimeout) }}

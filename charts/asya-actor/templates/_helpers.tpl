@@ -80,6 +80,13 @@ so the chart owns that directory and sets the variable in both containers.
 {{- define "asya-actor.copyContainerName" -}}asya-runtime-init{{- end }}
 {{- define "asya-actor.sidecarContainerName" -}}asya-sidecar{{- end }}
 {{- define "asya-actor.testContainerName" -}}runtime-smoke-test{{- end }}
+{{- define "asya-actor.topologyContainerName" -}}asya-topology{{- end }}
+{{/*
+Seconds the runtime still waits, after handlerTimeout, for a call stuck
+outside Python code before it answers HandlerTimeout anyway: the runtime's
+HANDLER_TIMEOUT_GRACE (tests/chart checks the two agree).
+*/}}
+{{- define "asya-actor.runtimeHandlerTimeoutGrace" -}}2{{- end }}
 {{- define "asya-actor.ownVolumes" -}}
 {{- toJson (list (include "asya-actor.runtimeVolume" .) (include "asya-actor.socketVolume" .) (include "asya-actor.tmpVolume" .)) }}
 {{- end }}
@@ -134,4 +141,27 @@ Input: dict "root" "actor".
 {{- else }}
 {{- .actor.serviceAccount.name }}
 {{- end }}
+{{- end }}
+
+{{/*
+The queue an actor (or an end queue such as happy-end) is consumed from: the
+asya Go sidecar's `asya-<name>`. The sidecar publishes to it with the bare
+name as routing key (asya-actor.topologyPlan binds it so). KEDA, NOTES and the
+topology all take the name from here; tests/chart ties it to the fake
+sidecar's asya_sidecar/topology.py. Input: the actor (or end queue) name.
+*/}}
+{{- define "asya-actor.queueName" -}}asya-{{ . }}{{- end }}
+
+{{/*
+A securityContext with the user's keys laid over the chart's defaults, key by
+key (sprig's merge would turn a user's false back into the default true).
+Used for the pod's and for the asya-runtime container's. Input: dict
+"defaults" "over". Output: JSON.
+*/}}
+{{- define "asya-actor.securityContextOverlay" -}}
+{{- $securityContext := deepCopy (.defaults | default dict) }}
+{{- range $key, $value := .over | default dict }}
+{{- $_ := set $securityContext $key $value }}
+{{- end }}
+{{- toJson $securityContext }}
 {{- end }}

@@ -113,11 +113,7 @@ Output: JSON {spec, runtime, otherContainers}.
 {{- end }}
 {{- $_ := set $spec "initContainers" $initContainers }}
 {{- $_ := set $spec "volumes" (concat ($spec.volumes | default list) (include "asya-actor.volumes" (dict "root" $root "actor" $a "runtimeContainer" $runtime) | fromJsonArray)) }}
-{{- $podSecurityContext := deepCopy $a.podSecurityContext }}
-{{- range $key, $value := $spec.securityContext | default dict }}
-{{- $_ := set $podSecurityContext $key $value }}
-{{- end }}
-{{- $_ := set $spec "securityContext" $podSecurityContext }}
+{{- $_ := set $spec "securityContext" (include "asya-actor.securityContextOverlay" (dict "defaults" $a.podSecurityContext "over" $spec.securityContext) | fromJson) }}
 {{- if not (hasKey $spec "terminationGracePeriodSeconds") }}
 {{- $_ := set $spec "terminationGracePeriodSeconds" ($a.terminationGracePeriodSeconds | int64) }}
 {{- end }}

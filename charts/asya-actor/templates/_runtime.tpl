@@ -41,6 +41,32 @@ call of any length cannot make it fail. -I -S: no PYTHONPATH, user site or
 {{- end }}
 
 {{/*
+The runtime's variables the chart sets from its values: the one list of
+them (NOTES names those a user's own env entry overrides). Input: an actor.
+Output: JSON list of env entries.
+*/}}
+{{- define "asya-actor.runtimeChartEnv" -}}
+{{- $a := . }}
+{{- $chartEnv := list }}
+{{- if $a.handler }}
+{{- $chartEnv = append $chartEnv (dict "name" "ASYA_HANDLER" "value" $a.handler) }}
+{{- end }}
+{{- $chartEnv = append $chartEnv (dict "name" "ASYA_HANDLER_MODE" "value" $a.handlerMode) }}
+{{- $chartEnv = append $chartEnv (dict "name" "ASYA_INCLUDE_METADATA" "value" (ternary "true" "false" $a.includeMetadata)) }}
+{{- $chartEnv = append $chartEnv (dict "name" "ASYA_CHUNK_SIZE" "value" (include "asya-actor.digits" $a.chunkSize)) }}
+{{- $chartEnv = append $chartEnv (dict "name" "ASYA_ENABLE_VALIDATION" "value" (ternary "true" "false" $a.enableValidation)) }}
+{{- if gt ($a.maxMessageSize | int64) 0 }}
+{{- $chartEnv = append $chartEnv (dict "name" "ASYA_MAX_MESSAGE_SIZE" "value" (include "asya-actor.digits" $a.maxMessageSize)) }}
+{{- end }}
+{{- $chartEnv = append $chartEnv (dict "name" "ASYA_LOG_LEVEL" "value" $a.logLevel) }}
+{{- $chartEnv = append $chartEnv (dict "name" "ASYA_REPLY_FORMAT" "value" $a.replyFormat) }}
+{{- if gt ($a.handlerTimeout | float64) 0.0 }}
+{{- $chartEnv = append $chartEnv (dict "name" "ASYA_HANDLER_TIMEOUT" "value" (toString $a.handlerTimeout)) }}
+{{- end }}
+{{- toJson $chartEnv }}
+{{- end }}
+
+{{/*
 The env of the asya-runtime container: the user's entries first (their order
 matters for $(VAR) references), then each chart value whose variable the user
 did not set, then ASYA_SOCKET_DIR. Input: dict "root" "actor" "container".
@@ -67,22 +93,7 @@ Output: YAML {env: [...]}.
 {{- if not (or $a.handler (hasKey $userNames "ASYA_HANDLER") $container.envFrom) }}
 {{- fail (printf "no handler%s: set the value handler (module.path.function, e.g. my_package.handler.process) or an ASYA_HANDLER entry in the env of container %s" (ternary (printf " for actor %q" $a.actorName) "" $a.inList) $runtimeName) }}
 {{- end }}
-{{- $chartEnv := list }}
-{{- if $a.handler }}
-{{- $chartEnv = append $chartEnv (dict "name" "ASYA_HANDLER" "value" $a.handler) }}
-{{- end }}
-{{- $chartEnv = append $chartEnv (dict "name" "ASYA_HANDLER_MODE" "value" $a.handlerMode) }}
-{{- $chartEnv = append $chartEnv (dict "name" "ASYA_INCLUDE_METADATA" "value" (ternary "true" "false" $a.includeMetadata)) }}
-{{- $chartEnv = append $chartEnv (dict "name" "ASYA_CHUNK_SIZE" "value" (include "asya-actor.digits" $a.chunkSize)) }}
-{{- $chartEnv = append $chartEnv (dict "name" "ASYA_ENABLE_VALIDATION" "value" (ternary "true" "false" $a.enableValidation)) }}
-{{- if gt ($a.maxMessageSize | int64) 0 }}
-{{- $chartEnv = append $chartEnv (dict "name" "ASYA_MAX_MESSAGE_SIZE" "value" (include "asya-actor.digits" $a.maxMessageSize)) }}
-{{- end }}
-{{- $chartEnv = append $chartEnv (dict "name" "ASYA_LOG_LEVEL" "value" $a.logLevel) }}
-{{- $chartEnv = append $chartEnv (dict "name" "ASYA_REPLY_FORMAT" "value" $a.replyFormat) }}
-{{- if gt ($a.handlerTimeout | float64) 0.0 }}
-{{- $chartEnv = append $chartEnv (dict "name" "ASYA_HANDLER_TIMEOUT" "value" (toString $a.handlerTimeout)) }}
-{{- end }}
+{{- $chartEnv := include "asya-actor.runtimeChartEnv" $a | fromJsonArray }}
 {{- $env := $userEnv }}
 {{- range $entry := $chartEnv }}
 {{- if not (hasKey $userNames $entry.name) }}
@@ -153,12 +164,7 @@ Input: dict "root" "actor" "container". Output: YAML of the container.
 {{- $_ := set $container "volumeMounts" $mounts }}
 {{- $_ := set $container "command" (list $a.workload.pythonExecutable (include "asya-actor.runtimePath" $root)) }}
 {{- $_ := set $container "env" (include "asya-actor.runtimeEnv" . | fromYaml).env }}
-{{- /* Key by key, not sprig's merge: merge would replace a user's false with the default true. */}}
-{{- $securityContext := deepCopy $a.securityContext }}
-{{- range $key, $value := $container.securityContext | default dict }}
-{{- $_ := set $securityContext $key $value }}
-{{- end }}
-{{- $_ := set $container "securityContext" $securityContext }}
+{{- $_ := set $container "securityContext" (include "asya-actor.securityContextOverlay" (dict "defaults" $a.securityContext "over" $container.securityContext) | fromJson) }}
 {{- if $a.probes.enabled }}
 {{- $exec := dict "command" (include "asya-actor.probeCommand" . | fromJsonArray) }}
 {{- range $probe := list (list "startupProbe" $a.probes.startup) (list "readinessProbe" $a.probes.readiness) (list "livenessProbe" $a.probes.liveness) }}

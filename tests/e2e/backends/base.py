@@ -121,18 +121,22 @@ def queue_volume_values(host_path):
     ]}}}}
 
 
-def broker_values(release, url=BROKER_URL):
+def broker_values(release, url=BROKER_URL, management_url=None):
     """Values that point the release's sidecar at the test broker.
 
     `sidecar.rabbitmq.url` for the asya flavor, and ASYA_RABBITMQ_URL in
     `sidecar.env` for a fake-flavor sidecar on RabbitMQ. helm replaces lists
     whole, so the scenario's own `sidecar.env` entries are carried over.
+    With `management_url`, the release's topology Job uses that management API.
     """
     values = yaml.safe_load(release.values_path.read_text()) or {}
     env = [entry for entry in (values.get("sidecar") or {}).get("env") or []
            if entry.get("name") != "ASYA_RABBITMQ_URL"]
     env.append({"name": "ASYA_RABBITMQ_URL", "value": url})
-    return {"sidecar": {"rabbitmq": {"url": url}, "env": env}}
+    values = {"sidecar": {"rabbitmq": {"url": url}, "env": env}}
+    if management_url:
+        values["topology"] = {"rabbitmq": {"managementUrl": management_url}}
+    return values
 
 
 def deep_merge(base, extra):
@@ -164,8 +168,19 @@ def write_yaml(path, data):
 
 def deployments_of(rendered_text):
     """The Deployment documents of a `helm template` output (the test pod is left out)."""
+    return kinds_of(rendered_text, "Deployment")
+
+
+def kinds_of(rendered_text, kind):
+    """The documents of one kind of a `helm template` output, in order."""
     return [copy.deepcopy(doc) for doc in yaml.safe_load_all(rendered_text)
-            if doc and doc.get("kind") == "Deployment"]
+            if doc and doc.get("kind") == kind]
+
+
+def pre_install_jobs(rendered_text):
+    """The Jobs helm would run before installing the release (hook pre-install), in order."""
+    return [job for job in kinds_of(rendered_text, "Job")
+            if "pre-install" in (job["metadata"].get("annotations") or {}).get("helm.sh/hook", "").split(",")]
 
 
 def run_command(argv, env=None, timeout=300, check=True, input_text=None):
@@ -183,10 +198,11 @@ class ActorBackend(abc.ABC):
 
     name = "?"
 
-    def __init__(self, queue_root, work_dir, broker_url=BROKER_URL):
+    def __init__(self, queue_root, work_dir, broker_url=BROKER_URL, management_url=None):
         self.queue_root = Path(queue_root)
         self.work_dir = Path(work_dir)
         self.broker_url = broker_url
+        self.management_url = management_url
         self.releases = {}
 
     @classmethod

@@ -27,6 +27,13 @@ whose sidecar uses RabbitMQ gets `hostNetwork: true` and is played with
 `--network host`, so it shares the host's loopback, where the test broker
 listens on 127.0.0.1 (no bridge, no CNI interface: kube play without a
 --network would define its podman-default-kube-network).
+
+A release's pre-install hook Jobs (the chart's topology Job, which creates
+the release's queues through the broker's management API) run first, as helm
+runs them: each Job's pod is played, must exit 0, and is removed
+(hook-succeeded) before the release's pod starts. The test broker starts
+empty; only these Jobs (and fake-mode sidecars, which declare their own
+queues) create queues.
 """
 
 import copy
@@ -56,6 +63,7 @@ from .base import (
     deep_merge,
     deployments_of,
     helm_template_command,
+    pre_install_jobs,
     queue_volume_values,
     run_command,
     write_yaml,
@@ -150,6 +158,18 @@ def deployment_to_pod(deployment, pod_name, extra_labels=None, volume_root="/tmp
     return pod, sorted(host_dirs)
 
 
+def job_to_pod(job, pod_name, extra_labels=None):
+    """The Pod that runs a hook Job's one attempt: its template, restartPolicy Never,
+    on the host's network (the Job talks to the broker on 127.0.0.1)."""
+    template = copy.deepcopy(job["spec"]["template"])
+    spec = template["spec"]
+    spec["hostNetwork"] = True
+    spec["restartPolicy"] = "Never"
+    labels = dict((template.get("metadata") or {}).get("labels") or {})
+    labels.update(extra_labels or {})
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod_name, "labels": labels}, "spec": spec}
+
+
 def probes_of(deployment):
     """{container: {probe: probe spec}} of the Deployment's pod template (for tests that run them)."""
     spec = deployment["spec"]["template"]["spec"]
@@ -171,12 +191,14 @@ def pod_stop_command(pod_name, grace_seconds):
 class PodmanPod:
     """What deploy() made for one release, so that cleanup() can remove it."""
 
-    def __init__(self, release, name, manifest, volumes, probes=None):
+    def __init__(self, release, name, manifest, volumes, probes=None, hooks=()):
         self.release = release
         self.name = name
         self.manifest = manifest
         self.volumes = volumes
         self.probes = probes or {}
+        self.hooks = list(hooks)  # pod manifests of the pre-install Jobs, in order
+        self.hook_logs = {}  # hook pod name -> its container's log
         self.play_output = ""
 
     @property
@@ -207,8 +229,8 @@ class PodmanPod:
 class PodmanBackend(ActorBackend):
     name = "podman"
 
-    def __init__(self, queue_root, work_dir, helm=HELM, broker_url=BROKER_URL):
-        super().__init__(queue_root, work_dir, broker_url)
+    def __init__(self, queue_root, work_dir, helm=HELM, broker_url=BROKER_URL, management_url=None):
+        super().__init__(queue_root, work_dir, broker_url, management_url)
         self.helm = helm
         self.session_id = secrets.token_hex(3)
         self.env = podman_env()
@@ -241,13 +263,15 @@ class PodmanBackend(ActorBackend):
         """helm template the release and convert its Deployment; records the pod."""
         overlay = write_yaml(self.work_dir / f"{release.name}.backend-values.yaml",
                              deep_merge(queue_volume_values(self.queue_root),
-                                        broker_values(release, self.broker_url)))
+                                        broker_values(release, self.broker_url, self.management_url)))
         rendered = run_command(helm_template_command(release, overlay, self.helm)).stdout
         (deployment,) = deployments_of(rendered)
         name = pod_name_for(self.session_id, release.name)
-        manifest, volumes = deployment_to_pod(deployment, name, {SESSION_LABEL: self.session_id},
-                                              volume_root=str(self.volume_root))
-        pod = PodmanPod(release, name, manifest, volumes, probes_of(deployment))
+        labels = {SESSION_LABEL: self.session_id}
+        manifest, volumes = deployment_to_pod(deployment, name, labels, volume_root=str(self.volume_root))
+        hooks = [job_to_pod(job, f"{name}-hook{index}", labels)
+                 for index, job in enumerate(pre_install_jobs(rendered))]
+        pod = PodmanPod(release, name, manifest, volumes, probes_of(deployment), hooks)
         with self._lock:
             self.releases[release.name] = release
             self.pods[release.name] = pod
@@ -264,11 +288,37 @@ class PodmanBackend(ActorBackend):
             raise DeployError(f"podman kube play {path} exited {result.returncode}:\n"
                               f"{result.stdout}{result.stderr}")
 
+    def _run_hooks(self, pod, timeout=300):
+        """Run the release's pre-install Jobs one after the other, as helm does; each must exit 0."""
+        for hook in pod.hooks:
+            hook_name = hook["metadata"]["name"]
+            path = write_yaml(self.work_dir / f"{hook_name}.pod.yaml", hook)
+            run_command(kube_play_command(path, host_network=True), env=self.env)
+            (step,) = hook["spec"]["containers"]
+            container = container_name(hook_name, step["name"])
+
+            def exited(container=container):
+                result = self._podman("container", "inspect", "--format", "{{json .State}}", container,
+                                      check=False)
+                state = json.loads(result.stdout) if result.returncode == 0 else None
+                return state if state is not None and state["Status"] == "exited" else None
+
+            state = wait_for(exited, f"the pre-install Job {hook_name} of {pod.release.name} to finish",
+                             timeout, interval=0.2)
+            log = self._podman("logs", container, check=False).stdout
+            pod.hook_logs[hook_name] = log
+            if state["ExitCode"] != 0:
+                raise DeployError(f"the pre-install Job of release {pod.release.name} exited "
+                                  f"{state['ExitCode']} (helm install would fail here):\n{log}")
+            # hook-delete-policy hook-succeeded
+            self._remove_pods([hook_name])
+
     def deploy(self, releases):
-        # Both steps mostly wait (helm, podman's locks, runc): on 2 cores, four
+        # Every step mostly waits (helm, podman's locks, runc): on 2 cores, four
         # parallel kube plays start eight pods in about 6 s, one at a time 15 s.
         with ThreadPoolExecutor(max_workers=4) as pool:
             pods = list(pool.map(self.render_pod, releases))
+            list(pool.map(self._run_hooks, pods))
             list(pool.map(self._play, pods))
 
     # -- observe
@@ -350,6 +400,8 @@ class PodmanBackend(ActorBackend):
             if pod is None:
                 continue
             sections.append(f"===== pod {pod.name} (release {release_name})")
+            for hook_name, log in pod.hook_logs.items():
+                sections.append(f"--- pre-install Job {hook_name}:\n{log.rstrip()}")
             if pod.play_output.strip():
                 sections.append(f"--- podman kube play said:\n{pod.play_output.rstrip()}")
             for container in pod.all_container_names:
@@ -377,7 +429,7 @@ class PodmanBackend(ActorBackend):
         The pods' emptyDir directories go with the volume root.
         """
         pods = list(self.pods.values())
-        self._remove_pods([pod.name for pod in pods])
+        self._remove_pods([pod.name for pod in pods] + [hook["metadata"]["name"] for pod in pods for hook in pod.hooks])
         # Pods of this session that deploy() started but did not record (an
         # exception between play and bookkeeping) carry the session label.
         self._remove_pods(self._podman("pod", "ps", "--quiet", "--filter",

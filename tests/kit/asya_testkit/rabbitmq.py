@@ -5,26 +5,39 @@ only, free ports, state under .tools/rabbitmq/<name>-<port>) and stops it
 again, removing its state.
 
 ``AmqpQueues`` is what a test does with queues: publish an envelope to an
-actor the way an upstream sidecar does (the asya exchange, routing key =
-queue name, persistent JSON), and wait for messages to arrive in happy-end or
-error-end. Every message it takes from an end queue is kept, so waiting for
-one id never loses another test's message.
+actor the way an upstream sidecar does (the asya exchange, routing key = the
+bare actor name, persistent JSON), and wait for messages to arrive in
+happy-end or error-end. Every message it takes from an end queue is kept, so
+waiting for one id never loses another test's message. It creates no queue:
+publishing is ``mandatory``, so a message for an actor whose queue nobody
+created fails the test at once instead of vanishing.
+
+``Topology`` creates queues the way a release of the chart does: with the
+chart's own script (charts/asya-actor/files/topology.py, the hook Job's) fed
+by the fake sidecar's naming rule (asya_sidecar.topology). The sidecar tests
+use it; the e2e scenarios leave it to the releases.
 """
 
+import importlib.util
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from . import wait
+from .paths import FAKE_SIDECAR_DIR, REPO_ROOT
 from .ports import free_loopback_ports
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+if str(FAKE_SIDECAR_DIR) not in sys.path:
+    sys.path.append(str(FAKE_SIDECAR_DIR))
+from asya_sidecar import topology as naming  # noqa: E402  (the one naming rule)
+
 RABBITMQ_SCRIPT = REPO_ROOT / "tools" / "rabbitmq.sh"
-EXCHANGE = "asya"
-QUEUE_PREFIX = "asya-"
+CHART_TOPOLOGY_SCRIPT = REPO_ROOT / "charts" / "asya-actor" / "files" / "topology.py"
+EXCHANGE = naming.DEFAULT_EXCHANGE
 HAPPY_END = "happy-end"
 ERROR_END = "error-end"
 # A bound on waits, not an expectation of speed.
@@ -53,7 +66,8 @@ class Broker:
 
     def __init__(self, name, port=None):
         self.ephemeral = port is None
-        self.port = free_loopback_ports(3) if port is None else port  # AMQP, distribution, epmd
+        # AMQP, distribution, epmd, management API (tools/rabbitmq.sh's layout).
+        self.port = free_loopback_ports(4) if port is None else port
         self.name = f"{name}-{self.port}" if self.ephemeral else name
         self.state_dir = REPO_ROOT / ".tools" / "rabbitmq" / self.name
         self.started_here = False
@@ -61,6 +75,19 @@ class Broker:
     @property
     def url(self):
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @property
+    def management_port(self):
+        return self.port + 3
+
+    @property
+    def management_url(self):
+        return f"http://127.0.0.1:{self.management_port}"
+
+    @property
+    def sidecar_environ(self):
+        """The variables a sidecar (and the chart's topology Job) on this broker gets."""
+        return {"ASYA_RABBITMQ_URL": self.url, "ASYA_RABBITMQ_MANAGEMENT_URL": self.management_url}
 
     def _script(self, command, check=True):
         env = dict(os.environ, ASYA_RABBITMQ_DIR=str(self.state_dir), ASYA_RABBITMQ_PORT=str(self.port))
@@ -118,21 +145,59 @@ def _process_exists(pid):
 
 
 def queue_name(name):
-    return QUEUE_PREFIX + name
+    return naming.queue_name(name)
+
+
+def chart_topology_script():
+    """The chart's files/topology.py as a module (one definition of how queues are made)."""
+    spec = importlib.util.spec_from_file_location("asya_chart_topology", str(CHART_TOPOLOGY_SCRIPT))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Topology:
+    """Creates actors' queues on a test broker as the chart's hook Job does."""
+
+    def __init__(self, broker, exchange=EXCHANGE):
+        self.script = chart_topology_script()
+        self.api = self.script.ManagementAPI.from_environ(broker.sidecar_environ)
+        self.exchange = exchange
+        self._done = set()
+
+    def plan(self, actors):
+        return self.script.make_plan(naming.bindings(actors), self.exchange)
+
+    def provision(self, *actors):
+        """Exchange, queue asya-<actor> bound with <actor>, for each actor (and end queue) not yet made."""
+        todo = [actor for actor in dict.fromkeys(actors) if actor not in self._done]
+        if todo:
+            bindings = self.script.parse_plan(json.dumps(self.plan(todo)))
+            self.script.apply(self.api, bindings, say=lambda line: None)
+            self._done.update(todo)
+
+    def missing(self, *actors):
+        """What the broker lacks of these actors' topology (one sentence), or None."""
+        bindings = self.script.parse_plan(json.dumps(self.plan(list(actors))))
+        return self.script.missing(self.api, bindings)
 
 
 class AmqpQueues:
-    def __init__(self, url, exchange=EXCHANGE):
+    """Publish and collect. With a Topology, the queues of every actor a message
+    is sent to (and the end queues) are created first, as a release would."""
+
+    def __init__(self, url, exchange=EXCHANGE, topology=None):
         import pika
         self._pika = pika
+        self.topology = topology
         # No heartbeats: a test may sit between two calls for longer than one.
         parameters = pika.URLParameters(url + ("&" if "?" in url else "?") + "heartbeat=0")
         self.connection = pika.BlockingConnection(parameters)
         self.channel = self.connection.channel()
         self.channel.confirm_delivery()
         self.exchange = exchange
-        self.channel.exchange_declare(exchange, exchange_type="topic", durable=True)
-        self._declared = set()
+        self.url = url
+        self._existing = set()
         self.collected = {}  # queue -> messages taken from it so far
 
     def close(self):
@@ -145,33 +210,47 @@ class AmqpQueues:
     def __exit__(self, *exc_info):
         self.close()
 
-    def declare(self, name):
-        queue = queue_name(name)
-        if queue not in self._declared:
-            self.channel.queue_declare(queue, durable=True)
-            self.channel.queue_bind(queue, self.exchange, routing_key=queue)
-            self._declared.add(queue)
-        return queue
+    def provision(self, *names):
+        if self.topology is not None:
+            self.topology.provision(*names, HAPPY_END, ERROR_END)
 
-    def publish_raw(self, actor, body):
-        queue = self.declare(actor)
-        self.channel.basic_publish(self.exchange, queue, body,
-                                   properties=self._pika.BasicProperties(
-                                       delivery_mode=2, content_type="application/json"))
+    def publish_raw(self, actor, body, routing_key=None):
+        """Publish as the Go sidecar does (exchange asya, the bare actor name), but mandatory:
+        an unroutable message raises pika's UnroutableError here instead of being dropped."""
+        self.provision(actor)
+        self.channel.basic_publish(self.exchange, naming.routing_key(actor) if routing_key is None else routing_key,
+                                   body, properties=self._pika.BasicProperties(
+                                       delivery_mode=2, content_type="application/json"),
+                                   mandatory=True)
 
     def send(self, actor, message_id, payload, actors=None, headers=None, current=0):
         """Publish a new message for `actor`, with route `actors` (default: just it)."""
         envelope = {"id": message_id, "route": {"actors": list(actors or [actor]), "current": current},
                     "payload": payload}
+        self.provision(*envelope["route"]["actors"])
         if headers is not None:
             envelope["headers"] = headers
         self.publish_raw(actor, json.dumps(envelope).encode("utf-8"))
         return envelope
 
     def counts(self, name):
-        """(ready, consumers) of an actor's queue, from a passive declare."""
-        result = self.channel.queue_declare(queue_name(name), passive=True)
+        """(ready, consumers) of an actor's queue, from a passive declare; None while it does not exist.
+
+        On a channel of its own: a passive declare of a missing queue closes its channel.
+        """
+        channel = self.connection.channel()
+        try:
+            result = channel.queue_declare(queue_name(name), passive=True)
+        except self._pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code == 404:
+                return None
+            raise
+        channel.close()
+        self._existing.add(name)
         return result.method.message_count, result.method.consumer_count
+
+    def exists(self, name):
+        return name in self._existing or self.counts(name) is not None
 
     def wait_for_consumers(self, name, count=1, timeout=WAIT_TIMEOUT):
         """Wait until `count` consumers (sidecars) consume the actor's queue.
@@ -179,14 +258,18 @@ class AmqpQueues:
         A runtime that listens is not a sidecar that consumes: the Go sidecar
         polls for runtime-ready every 500 ms and only then subscribes.
         """
-        self.declare(name)
-        self.wait_until(lambda: self.counts(name)[1] >= count,
+        self.wait_until(lambda: (self.counts(name) or (0, 0))[1] >= count,
                         f"{count} consumer(s) on {queue_name(name)}", timeout)
 
     def take_all(self, name):
-        """Take every ready message of the queue into `collected` (acked); return the list so far."""
-        queue = self.declare(name)
+        """Take every ready message of the queue into `collected` (acked); return the list so far.
+
+        A queue that does not exist yet holds nothing (the release creates it).
+        """
+        queue = queue_name(name)
         kept = self.collected.setdefault(name, [])
+        if not self.exists(name):
+            return kept
         while True:
             method, _properties, body = self.channel.basic_get(queue, auto_ack=True)
             if method is None:
