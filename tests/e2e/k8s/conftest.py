@@ -114,8 +114,10 @@ def k8s_queues(k8s_broker):
 @pytest.fixture(scope="session")
 def broker_values(k8s_broker, tmp_path_factory):
     """A values file pointing the sidecars (asya flavor) at the session's broker."""
-    return values_file(tmp_path_factory.mktemp("values") / "broker.yaml",
-                       {"sidecar": {"rabbitmq": {"url": k8s_broker.url}}})
+    values = {"sidecar": {"rabbitmq": {"url": k8s_broker.url}}}
+    if k8s_broker.broker is not None:  # the release's topology Job uses the host broker's management API
+        values["topology"] = {"rabbitmq": {"managementUrl": k8s_broker.broker.management_url}}
+    return values_file(tmp_path_factory.mktemp("values") / "broker.yaml", values)
 
 
 @pytest.fixture(scope="session")
