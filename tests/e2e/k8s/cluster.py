@@ -42,6 +42,7 @@ from pathlib import Path
 import yaml
 
 from asya_testkit.ports import free_loopback_ports
+from asya_testkit.process import proc_status_kib
 from asya_testkit.wait import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -64,6 +65,9 @@ KUBELET_KERNEL_SETTINGS = {
     "kernel/panic": "10",
     "kernel/panic_on_oops": "1",
 }
+# Made by the kubelet whatever its root dir (the device plugins' socket is a
+# fixed path): removed at tear-down when they were not there before.
+KUBELET_HOST_PATHS = (Path("/var/lib/kubelet"),)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 KUBEPODS_CGROUP = "kubepods"
 SHIM_SOCKET_DIR = Path("/run/containerd/s")
@@ -138,7 +142,14 @@ def host_footprint():
         "kubepods cgroups": kubepods_cgroups(),
         "network namespaces": sorted(os.listdir(NETNS_DIR)) if NETNS_DIR.is_dir() else [],
         "containerd shim sockets": sorted(os.listdir(SHIM_SOCKET_DIR)) if SHIM_SOCKET_DIR.is_dir() else [],
+        "kubelet paths": [str(path) for path in KUBELET_HOST_PATHS if path.exists()],
     }
+
+
+def client_cache_env(directory):
+    """kubectl's and helm's caches and settings in `directory`, not under the user's home."""
+    return {"KUBECACHEDIR": str(directory / "kube"), "HELM_CACHE_HOME": str(directory / "helm-cache"),
+            "HELM_CONFIG_HOME": str(directory / "helm-config"), "HELM_DATA_HOME": str(directory / "helm-data")}
 
 
 # ---------------------------------------------------------------- certificates
@@ -336,12 +347,14 @@ class LocalCluster:
         self.components = []
         self.containerd = None
         self.shim_sockets_before = set()
+        self.kubelet_paths_before = set(KUBELET_HOST_PATHS)  # nothing is removed before start() looked
         self.figures = {}
         self.footprint_before = self.footprint_after = None
         self.env = dict(os.environ)
         self.env["PATH"] = f"{self.bin_dir}:{self.env.get('PATH', '')}:/usr/sbin:/sbin"
         self.env.setdefault("CONTAINERS_CONF", str(REPO_ROOT / ".tools" / "containers.conf"))
         self.env["KUBECONFIG"] = str(self.kubeconfig)
+        self.env.update(client_cache_env(self.run_dir / "client-cache"))
 
     # -- the context manager
 
@@ -388,6 +401,7 @@ class LocalCluster:
             raise ClusterUnavailable(f"{self.containerd_socket} is too long for a Unix socket; "
                                      "clone the repository to a shorter path")
         self.shim_sockets_before = set(os.listdir(SHIM_SOCKET_DIR)) if SHIM_SOCKET_DIR.is_dir() else set()
+        self.kubelet_paths_before = {path for path in KUBELET_HOST_PATHS if path.exists()}
         first = free_loopback_ports(7)
         names = ("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "kubelet", "kubelet-healthz")
         self.ports = {name: first + offset for offset, name in enumerate(names)}
@@ -551,7 +565,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             "--bind-address", "127.0.0.1", "--secure-port", self.ports["controller-manager"],
             "--leader-elect=false", "--use-service-account-credentials=true",
             "--service-account-private-key-file", self.pki / "service-account.key",
-            "--root-ca-file", self.pki / "ca.crt", "--profiling=false"])
+            "--root-ca-file", self.pki / "ca.crt", "--profiling=false",
+            # Its default is under /usr/libexec, which it would create.
+            "--flex-volume-plugin-dir", self.run_dir / "volume-plugins"])
         kubeconfig = self.run_dir / "scheduler.kubeconfig"
         scheduler = self._component("kube-scheduler", [
             "kube-scheduler", "--kubeconfig", kubeconfig,
@@ -634,6 +650,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         if build_pause:
             subprocess.run(["bash", str(KUBERNETES_DIR / "build-pause.sh"), PAUSE_IMAGE], check=True,
                            env=self.env)
+        started = time.monotonic()
         listed = set(self.ctr("images", "list", "--quiet").stdout.split())
         for image in images:
             image_id = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", image],
@@ -643,7 +660,6 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             stamp = self.image_stamps / image.replace("/", "_").replace(":", "_")
             if image in listed and stamp.exists() and stamp.read_text() == image_id.stdout.strip():
                 continue
-            started = time.monotonic()
             archive = self.work_dir / "image.tar"
             subprocess.run(["podman", "save", "--format", "docker-archive", "--output", str(archive), image],
                            check=True, env=self.env, stdout=subprocess.DEVNULL)
@@ -652,7 +668,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             finally:
                 archive.unlink()
             stamp.write_text(image_id.stdout.strip())
-            log(f"imported {image} into containerd in {time.monotonic() - started:.1f} s")
+            log(f"imported {image} into containerd")
+        if not build_pause:
+            self.figures["image import (skipped when unchanged)"] = time.monotonic() - started
 
     # -- tear-down
 
@@ -660,6 +678,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         """Stop everything started, in reverse, and remove what it left; never raises."""
         started = time.monotonic()
         try:
+            self.figures["memory of its processes at tear-down (MB, RSS)"] = self.resident_megabytes()
             by_name = {component.name: component for component in self.components}
             kubelet = by_name.pop("kubelet", None)
             if kubelet:
@@ -679,6 +698,17 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             self.containerd = None
             self._release_lock()
         self.figures["tear-down"] = time.monotonic() - started
+
+    def resident_megabytes(self):
+        """Resident memory of the cluster's own processes and shims (not the pods')."""
+        marker, total_kib = str(self.state_dir), 0
+        for pid in cluster_processes():
+            if marker in _cmdline(pid):
+                try:
+                    total_kib += proc_status_kib(pid, "VmRSS:")
+                except (OSError, RuntimeError):
+                    pass
+        return total_kib / 1024
 
     def _remove_containers(self):
         """Every pod container and sandbox, killed and deleted: their shims exit with them."""
@@ -714,6 +744,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             _kill_and_wait(sorted(in_pods), "the pods' processes")
         for cgroup in kubepods_cgroups():
             self._remove_cgroup_tree(Path(cgroup))
+        for path in KUBELET_HOST_PATHS:
+            if path not in self.kubelet_paths_before:
+                shutil.rmtree(path, ignore_errors=True)
         if SHIM_SOCKET_DIR.is_dir():
             for name in set(os.listdir(SHIM_SOCKET_DIR)) - self.shim_sockets_before:
                 try:
@@ -758,6 +791,7 @@ class ExistingCluster:
         # Unknown in general: the suite then runs its own in-cluster broker.
         self.reaches_host_loopback = reaches_host_loopback
         self.figures = {}
+        self.env = dict(os.environ, **client_cache_env(self.work_dir / "client-cache"))
 
     def __enter__(self):
         if not self.kubeconfig.is_file():
@@ -819,7 +853,6 @@ class KindCluster(ExistingCluster):
     def __init__(self, work_dir):
         super().__init__(Path(work_dir) / "kubeconfig", work_dir)
         self.created = False
-        self.env = dict(os.environ)
         self.env.setdefault("CONTAINERS_CONF", str(REPO_ROOT / ".tools" / "containers.conf"))
 
     def _run(self, argv, check=True):

@@ -42,8 +42,8 @@ def k8s_cluster(tmp_path_factory):
         if os.environ.get("CI"):
             pytest.fail(f"{exc} (CI is set, so this is a failure, not a skip)", pytrace=False)
         pytest.skip(str(exc))
-    for name, seconds in cluster.figures.items():
-        FIGURES.append(f"cluster {name}: {seconds:.1f} s")
+    for name, value in cluster.figures.items():
+        FIGURES.append(f"cluster {name}: {value:.1f}" + ("" if "MB" in name else " s"))
     before, after = getattr(cluster, "footprint_before", None), getattr(cluster, "footprint_after", None)
     if before is not None and before != after:
         changed = {key: {"before": before[key], "after": after[key]} for key in before if before[key] != after[key]}

@@ -12,7 +12,7 @@ from asya_testkit.wait import wait_for
 from .kube import INSTANCE_LABEL, WAIT_TIMEOUT
 from .test_install import TWO_ACTORS
 
-PDB_VALUES = {"replicaCount": 2, "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
+PDB_VALUES = {"handler": "my_package.echo.echo", "replicaCount": 2, "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1},
               "test": {"enabled": False}}
 
 

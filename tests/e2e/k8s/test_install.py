@@ -138,7 +138,8 @@ def test_runtime_delivered_by_image_volume(kube, namespace, release_values, brok
         pytest.skip(f"runtimeDelivery: imageVolume not run: {missing}")
     name = f"{namespace[-7:]}-iv"
     kube.helm_install(name, namespace, release_values(TWO_ACTORS, broker=broker_values),
-                      set_values={"runtimeDelivery": "imageVolume", "test": {"enabled": False}})
+                      set_values={"handler": "my_package.echo.echo", "runtimeDelivery": "imageVolume",
+                                  "test": {"enabled": False}})
     pod = kube.wait_pods_ready(namespace, f"{INSTANCE_LABEL}={name}")[0]
     assert not any(container["name"] != RUNTIME_CONTAINER for container in pod["spec"].get("initContainers", [])
                    if container.get("restartPolicy") != "Always"), "imageVolume must not copy with an init container"
