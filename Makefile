@@ -79,7 +79,7 @@ k8s-tools: ## build Kubernetes (the version in tools/kubernetes/VERSION) from it
 	bash tools/install-debian-server.sh etcd-server etcd
 
 .PHONY: keda
-keda: ## build KEDA's operator (the version in tools/keda/VERSION) from its Go module into .tools/keda, with its CRDs (~8 min and 3.5 GB cold, skipped when built); the k8s e2e runs it as a host process
+keda: ## build KEDA's operator (the version in tools/keda/VERSION) from its Go module into .tools/keda, with its CRDs (8-30 min and 3.5 GB cold, skipped when built); the k8s e2e runs it as a host process
 	bash tools/keda/build.sh
 
 # ---------------------------------------------------------------- the chart
