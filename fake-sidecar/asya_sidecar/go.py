@@ -14,10 +14,16 @@ internal/router/router.go, internal/runtime/client.go, internal/config):
   happy-end when the route is finished; output 0 keeps the input's id, output
   i >= 1 is ``<id>-<i>`` with ``parent_id``; an empty array sends the input
   envelope itself to happy-end;
+* headers are dropped on every hop: no envelope it sends carries ``headers``,
+  whatever the input or the runtime's reply had;
 * a message whose current actor is not this one, or without an id, goes to
   error-end; so do runtime errors, in the record built by ``error_record``;
+* a runtime it cannot reach or that dies in the call (connection refused,
+  missing socket, EOF) sends the message to error-end, acknowledged: no retry;
 * ASYA_RUNTIME_TIMEOUT (default 5m) bounds one call; past it the message goes
-  to error-end and the sidecar exits 1 so that the pod restarts.
+  to error-end and the sidecar exits 1 before acknowledging it, so that the
+  pod restarts and the broker delivers the message again (a second error-end
+  record follows if it times out again).
 """
 
 import json
@@ -110,7 +116,7 @@ def next_hops(input_envelope, reply, happy_end):
     """``[(queue, envelope), ...]`` for a successful list reply (see the module docstring)."""
     message_id = input_envelope["id"]
     if not reply:
-        return [(happy_end, input_envelope)]
+        return [(happy_end, {key: value for key, value in input_envelope.items() if key != "headers"})]
     hops = []
     for index, item in enumerate(reply):
         if not isinstance(item, dict):
@@ -125,8 +131,6 @@ def next_hops(input_envelope, reply, happy_end):
         elif "parent_id" in input_envelope:
             envelope["parent_id"] = input_envelope["parent_id"]
         envelope["route"] = route
-        if "headers" in item:
-            envelope["headers"] = item["headers"]
         envelope["payload"] = item.get("payload")
         actors, current = route["actors"], route["current"]
         if 0 <= current < len(actors):

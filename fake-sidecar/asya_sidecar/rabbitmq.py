@@ -163,8 +163,7 @@ class RabbitMQTransport:
         first_error = None
         for attempt in range(1, settings.queue_retry_attempts + 1):
             try:
-                if first_error is not None:
-                    raise first_error  # the channel is closed for good
+                # After a 404 this channel is closed for good: the call fails at once.
                 self.channel.queue_declare(queue, passive=True)
                 return
             except (pika.exceptions.ChannelClosed, pika.exceptions.ChannelWrongStateError) as exc:
@@ -179,7 +178,7 @@ class RabbitMQTransport:
                 backoff *= 2
         raise BrokerError(f"queue {queue} does not exist on the broker ({first_error!r}): the Go sidecar never "
                           "creates it; install the release with topology.provision job, or create it "
-                          f"bound to {settings.exchange} with routing key {queue[len(topology.QUEUE_PREFIX):]}")
+                          f"bound to {settings.exchange} with routing key {topology.routing_key(self.actor)}")
 
     def _on_message(self, _channel, method, properties, body):
         name = properties.message_id or f"{self.queue_name(self.actor)}-{method.delivery_tag}-{int(time.time() * 1000)}"
@@ -199,6 +198,10 @@ class RabbitMQTransport:
         return None
 
     def publish_then_ack(self, delivery, hops):
+        self.publish(hops)
+        self.channel.basic_ack(delivery.handle)
+
+    def publish(self, hops):
         import pika
         properties = pika.BasicProperties(delivery_mode=2, content_type="application/json",
                                           timestamp=int(time.time()))
@@ -210,7 +213,6 @@ class RabbitMQTransport:
             # a message no queue is bound for is dropped without a word.
             self.channel.basic_publish(self.settings.exchange, topology.routing_key(actor),
                                        encode_message(envelope), properties=properties)
-        self.channel.basic_ack(delivery.handle)
 
     def requeue(self, delivery):
         self.channel.basic_nack(delivery.handle, requeue=True)

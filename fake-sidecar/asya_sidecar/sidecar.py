@@ -26,21 +26,31 @@ as the chart's ``sidecar.flavor: asya`` does, else ``fake``):
   ``runtime-ready`` file, the route as the runtime returned it, the Go
   sidecar's variables and error-end record.
 
-A runtime whose socket cannot be dialled never saw the message, so the
-sidecar keeps it and waits for the runtime to come back (up to the ready
-timeout), then retries it. If the runtime stays down the message goes to
-``error-end`` as ``runtime_unavailable`` and the sidecar exits with
-EXIT_NOT_READY, as it does when the runtime never starts. A runtime that dies
-in the middle of a call (no reply) sends the message to error-end on the
-directory queue; on RabbitMQ the message is requeued (``basic.nack``) and
-processed again once the runtime is back, up to ``ASYA_MAX_LOST_CALLS`` calls
-(default 3): a message that takes the runtime down every time then goes to
-error-end, as the Go sidecar sends it at once, instead of crash-looping the pod.
+When the runtime fails, the two modes part ways:
+
+* ``go`` does what the Go sidecar does. A runtime it cannot reach (socket
+  missing, connection refused) or that dies in the call (EOF, reset): the
+  message goes to error-end at once and is acknowledged, never retried, so
+  every message that arrives while the runtime container restarts is failed.
+  A call past ASYA_RUNTIME_TIMEOUT: the error-end record is published, then
+  the process exits 1 *before* acknowledging, so the broker delivers the
+  message again and a second error-end record follows.
+* ``fake``, this project's gentler ways. A runtime whose socket cannot be
+  dialled never saw the message, so the sidecar keeps it and waits for the
+  runtime to come back (up to the ready timeout), then retries it; if the
+  runtime stays down the message goes to error-end as ``runtime_unavailable``
+  and the sidecar exits with EXIT_NOT_READY. A runtime that dies in the middle
+  of a call sends the message to error-end on the directory queue; on RabbitMQ
+  the message is requeued (``basic.nack``) and processed again once the
+  runtime is back, up to ``ASYA_MAX_LOST_CALLS`` calls (default 3), after
+  which it goes to error-end instead of crash-looping the pod. A call past
+  ASYA_CALL_TIMEOUT goes to error-end and the sidecar carries on.
 
 SIGTERM or SIGINT: the message in flight is finished (reply, outputs, ack),
-then the sidecar exits 0. A message that the runtime never answered because
-it is stopping too (down, or closed with the call unread in its backlog, as
-when a whole pod stops) goes back to its queue untouched.
+then the sidecar exits 0. In fake mode, a message that the runtime never
+answered because it is stopping too (down, or closed with the call unread in
+its backlog, as when a whole pod stops) goes back to its queue untouched; in
+go mode it goes to error-end like any other runtime connection failure.
 """
 
 import collections
@@ -431,7 +441,9 @@ class Sidecar:
     # -- one message
 
     def _call_until_reachable(self, envelope):
-        """Call the runtime; while it cannot be dialled, wait and retry."""
+        """Call the runtime; while it cannot be dialled, wait and retry (fake mode)."""
+        if self.config.mode == "go":
+            return call_runtime(self.config.socket_path, envelope, self.config.call_timeout, self.config.dialect)
         deadline = time.monotonic() + self.config.ready_timeout
         interval = 0.02
         announced = False
@@ -483,14 +495,14 @@ class Sidecar:
         if isinstance(step, bool) or not isinstance(step, int):
             step = None
 
-        def fail(code, message, reply=None, details=None, go_error=None):
+        def fail(code, message, reply=None, details=None, go_error=None, ack=True):
             if go_mode:
                 # The Go sidecar's payload.error: the runtime's code, or its own message.
                 record = go.error_record(delivery.body, go_error or message, details)
             else:
                 record = error_record(actor, message_id, code, message, envelope, reply=reply)
             return self._finish(delivery, [(config.error_end, record)],
-                                Outcome(message_id, "error", [config.error_end], code, message, step))
+                                Outcome(message_id, "error", [config.error_end], code, message, step), ack=ack)
 
         if go_mode:
             if not has_id:
@@ -504,6 +516,8 @@ class Sidecar:
 
         try:
             reply = self.transport.while_busy(lambda: self._call_until_reachable(envelope))
+        except RuntimeUnreachable as exc:  # go mode only: no waiting for the runtime
+            return fail(RUNTIME_UNAVAILABLE, f"runtime unreachable: {exc}", go_error=f"Runtime error: {exc}")
         except StopRequested:
             self._release(delivery, message_id, "stopping while the runtime is down")
             raise
@@ -511,6 +525,14 @@ class Sidecar:
             fail(RUNTIME_UNAVAILABLE, self.not_ready_line("unreachable") + f": {exc}")
             raise
         except CallFailed as exc:
+            if exc.code == TIMEOUT and go_mode:
+                # Published, not acknowledged: the process exits (CallTimedOut) and
+                # the broker redelivers the message, as with the Go sidecar.
+                fail(exc.code, exc.message, ack=False,
+                     go_error=f"Runtime timeout exceeded after {config.call_timeout:g}s")
+                raise CallTimedOut(exc.message) from None
+            if go_mode:
+                return fail(exc.code, exc.message, go_error=f"Runtime error: {exc.message}")
             if exc.code == RUNTIME_UNAVAILABLE and not exc.reply_started:
                 if self.stop.is_set():
                     # The pod is stopping: the runtime closed with this call still
@@ -528,10 +550,6 @@ class Sidecar:
                                              outcome="requeued")
                     return fail(exc.code, f"{exc.message}; the runtime was lost in {lost} calls of this "
                                           f"message (ASYA_MAX_LOST_CALLS={config.max_lost_calls})")
-            if exc.code == TIMEOUT and go_mode:
-                fail(exc.code, exc.message,
-                     go_error=f"Runtime timeout exceeded after {config.call_timeout:g}s")
-                raise CallTimedOut(exc.message) from None
             return fail(exc.code, exc.message)
 
         if go_mode:
@@ -565,8 +583,11 @@ class Sidecar:
                  self.config.actor, _log_value(message_id), outcome, self.config.actor, _log_value(reason))
         return Outcome(message_id, outcome, [])
 
-    def _finish(self, delivery, hops, outcome):
-        self.transport.publish_then_ack(delivery, hops)
+    def _finish(self, delivery, hops, outcome, ack=True):
+        if ack:
+            self.transport.publish_then_ack(delivery, hops)
+        else:
+            self.transport.publish(hops)
         self.lost_calls.forget(outcome.message_id)
         LOG.info("%s", outcome.log_line(self.config.actor))
         return outcome

@@ -6,14 +6,17 @@ The sidecar sees one interface, whichever transport carries the messages:
 * ``publish_then_ack(delivery, hops)``: send every ``(actor, envelope)`` of
   ``hops`` durably to that actor's (or end queue's) queue, and only then
   acknowledge the delivery;
+* ``publish(hops)``: the same without acknowledging (the Go sidecar's
+  runtime timeout: the message is to be delivered again);
 * ``requeue(delivery)``: give the message back to its queue, unprocessed;
 * ``while_busy(call)``: run a long call (the runtime's) while the transport
   keeps its own connection alive;
 * ``queue_name(actor)``: the transport's queue for an actor or an end queue;
 * ``close()``.
 
-``requeues_lost_calls`` says what happens to a message whose runtime died in
-the middle of the call (no reply): RabbitMQ gives it back to the broker for
+``requeues_lost_calls`` says what happens in fake mode to a message whose
+runtime died in the middle of the call (no reply; go mode always sends it to
+error-end): RabbitMQ gives it back to the broker for
 redelivery, as a consumer that never acked would; the directory queue sends
 it to error-end (its behaviour since the start, and what `make demo` shows).
 """
@@ -80,8 +83,11 @@ class FileTransport:
             self._interval = min(self._interval * 2, self.poll_interval)
         return None
 
-    def publish_then_ack(self, delivery, hops):
+    def publish(self, hops):
         self.store.enqueue_many(hops)  # fsynced before it returns
+
+    def publish_then_ack(self, delivery, hops):
+        self.publish(hops)
         self.consumer.ack(delivery.handle)
 
     def requeue(self, delivery):

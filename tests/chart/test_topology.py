@@ -189,3 +189,32 @@ def test_the_charts_timeout_check_uses_the_runtimes_grace_period(chart, margin, 
         chart.template_all(values)
     else:
         assert f"plus the runtime's {grace:g} s grace period must be below" in chart.failure(values)
+
+
+def topology_script():
+    namespace = {"__name__": "asya_chart_topology"}
+    exec(compile(TOPOLOGY_SCRIPT, "files/topology.py", "exec"), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({"ASYA_RABBITMQ_URL": "amqp://asya:s%40cret@rabbitmq.messaging:5672/"},
+     ("http://rabbitmq.messaging:15672", "/", "asya", "s@cret")),
+    ({"ASYA_RABBITMQ_URL": "amqps://u:p@broker/%2F", "ASYA_RABBITMQ_MANAGEMENT_PORT": "15671"},
+     ("https://broker:15671", "/", "u", "p")),
+    ({"ASYA_RABBITMQ_URL": "amqp://u:p@broker:5672/pipelines",
+      "ASYA_RABBITMQ_MANAGEMENT_URL": "https://mgmt.example.com/rabbit/"},
+     ("https://mgmt.example.com/rabbit", "pipelines", "u", "p")),
+    ({"ASYA_RABBITMQ_HOST": "rabbitmq", "ASYA_RABBITMQ_USERNAME": "asya", "ASYA_RABBITMQ_PASSWORD": "pw"},
+     ("http://rabbitmq:15672", "/", "asya", "pw")),
+])
+def test_the_job_finds_the_management_api_from_the_sidecars_variables(environ, expected):
+    assert topology_script()["broker_from_environ"](environ) == expected
+
+
+def test_a_plan_that_is_not_a_list_of_bindings_is_refused_in_one_line():
+    script = topology_script()
+    with pytest.raises(script["TopologyError"], match="the plan is not"):
+        script["parse_plan"]('{"queues": []}')
+    plan = json.dumps(script["make_plan"](naming.bindings(["a", "a", "happy-end"])))
+    assert script["parse_plan"](plan) == [("asya", "asya-a", "a"), ("asya", "asya-happy-end", "happy-end")]

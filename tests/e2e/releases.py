@@ -26,6 +26,7 @@ ROUTER_STATUS = "router-status"
 SPLITTER_STATUS = "splitter-status"  # named by status-pipeline-router.yaml
 RAISES_STATUS = "raises-status"
 CRASH = "runtime-crash"
+CRASH_FAKE = "runtime-crash-fake"
 SIDECAR_KILL = "sidecar-kill"
 CLASS_INIT = "class-slow-init"
 LONG_CALL = "long-call"
@@ -50,6 +51,7 @@ RELEASES = [
     Release(SPLITTER_STATUS, "status-pipeline-splitter.yaml"),
     Release(RAISES_STATUS, "status-handler-raises.yaml"),
     Release(CRASH, "runtime-crash.yaml"),
+    Release(CRASH_FAKE, "runtime-crash-fake.yaml"),
     Release(SIDECAR_KILL, "sidecar-kill.yaml"),
     Release(LONG_CALL, "long-call.yaml"),
     Release(DEADLINE, "handler-timeout.yaml"),

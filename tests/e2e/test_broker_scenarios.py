@@ -21,6 +21,7 @@ from releases import (
     COMPETE_B,
     COMPETE_QUEUE,
     CRASH,
+    CRASH_FAKE,
     DEADLINE,
     HOST_VAR_RUN,
     LATE_RELEASES,
@@ -30,6 +31,7 @@ from releases import (
     UNPROVISIONED,
 )
 
+from asya_testkit.rabbitmq import queue_name
 from asya_testkit.wait import wait_for
 
 if e2e_session.unavailable_reason() and not e2e_session.failing_instead_of_skipping():
@@ -50,32 +52,67 @@ def outcome_lines(log, message_id):
     return [line for line in log.splitlines() if f"id={message_id} " in line and "outcome=" in line]
 
 
+def runtime_ready_count(backend, release):
+    return backend.logs(release, RUNTIME_CONTAINER).count(" asya-runtime: ready:")
+
+
 @pytest.mark.releases(CRASH)
-def test_runtime_crash_mid_message_is_redelivered_and_reaches_happy_end_once(backend, queues):
+def test_runtime_crash_mid_message_goes_to_error_end_with_its_reason_and_the_next_message_succeeds(
+        backend, queues):
+    """The asya Go sidecar's rule: a runtime that dies in the call fails the message (acked,
+    never retried); once the kubelet (here: the test) restarts the runtime, messages succeed."""
     needs_podman(backend)
     backend.wait_ready(CRASH)
     queues.send(CRASH, "crash-1", {"label": "crash-1"})
 
     runtime = backend.wait_for_exit(CRASH, RUNTIME_CONTAINER)
     assert runtime.exit_code == 17, runtime.log
-    wait_for(lambda: outcome_lines(backend.logs(CRASH, SIDECAR_CONTAINER), "crash-1"),
-             "the sidecar to give the message back", 120, interval=0.2)
-    assert "outcome=requeued" in backend.logs(CRASH, SIDECAR_CONTAINER)
-    assert queues.finished("happy-end", "crash-1") == [] and queues.finished("error-end", "crash-1") == []
+    (record,) = queues.error_end("crash-1")
+    assert record["payload"]["error"].startswith("Runtime error: runtime closed the connection"), record
+    assert record["payload"]["original_payload"] == {"label": "crash-1"}
+    assert record["route"] == {"actors": [CRASH], "current": 0}
 
     backend.start_container(CRASH, RUNTIME_CONTAINER)
-    (done,) = queues.happy_end("crash-1")
-
+    # The killed runtime's socket file is still there: wait for the new runtime's own ready line.
+    wait_for(lambda: runtime_ready_count(backend, CRASH) >= 2, "the restarted runtime to be ready", 120,
+             interval=0.2)
+    queues.send(CRASH, "crash-after-1", {"label": "crash-1"})  # its marker exists: no crash this time
+    (done,) = queues.happy_end("crash-after-1")
     assert done["payload"] == {"label": "crash-1", "survived": True}
-    assert done["route"] == {"actors": [CRASH], "current": 1}
     sidecar_log = backend.logs(CRASH, SIDECAR_CONTAINER)
-    outcomes = [line.split("outcome=")[1].split()[0] for line in outcome_lines(sidecar_log, "crash-1")]
+    assert [line.split("outcome=")[1].split()[0] for line in outcome_lines(sidecar_log, "crash-1")] == ["error"]
+    queues.wait_until(lambda: queues.counts(CRASH) == (0, 1), "nothing left to deliver, the sidecar consuming")
+    assert queues.finished("error-end", "crash-1") == [record] and queues.finished("happy-end", "crash-1") == []
+
+
+@pytest.mark.releases(CRASH_FAKE)
+def test_fake_flavour_redelivers_a_message_whose_runtime_crashed_and_it_reaches_happy_end_once(backend, queues):
+    """A deliberate difference of the fake flavour: requeue instead of error-end."""
+    needs_podman(backend)
+    backend.wait_ready(CRASH_FAKE)
+    queues.wait_for_consumers(CRASH_FAKE)  # the fake flavour declares its queue itself
+    queues.send(CRASH_FAKE, "fcrash-1", {"label": "fcrash-1"})
+
+    runtime = backend.wait_for_exit(CRASH_FAKE, RUNTIME_CONTAINER)
+    assert runtime.exit_code == 17, runtime.log
+    wait_for(lambda: outcome_lines(backend.logs(CRASH_FAKE, SIDECAR_CONTAINER), "fcrash-1"),
+             "the sidecar to give the message back", 120, interval=0.2)
+    assert "outcome=requeued" in backend.logs(CRASH_FAKE, SIDECAR_CONTAINER)
+    assert queues.finished("happy-end", "fcrash-1") == [] and queues.finished("error-end", "fcrash-1") == []
+
+    backend.start_container(CRASH_FAKE, RUNTIME_CONTAINER)
+    (done,) = queues.happy_end("fcrash-1")
+
+    assert done["payload"] == {"label": "fcrash-1", "survived": True}
+    assert done["route"] == {"actors": [CRASH_FAKE], "current": 1}
+    sidecar_log = backend.logs(CRASH_FAKE, SIDECAR_CONTAINER)
+    outcomes = [line.split("outcome=")[1].split()[0] for line in outcome_lines(sidecar_log, "fcrash-1")]
     # A redelivery can meet the dying runtime's listener before the kernel has
     # closed it and be given back once more; what counts is that every attempt
     # before the restart was requeued and exactly one, the last, succeeded.
     assert outcomes[-1] == "ok" and set(outcomes[:-1]) == {"requeued"}, sidecar_log
-    assert queues.counts(CRASH) == (0, 1), "nothing left to deliver, the sidecar still consuming"
-    assert queues.finished("happy-end", "crash-1") == [done], "delivered downstream exactly once"
+    assert queues.counts(CRASH_FAKE) == (0, 1), "nothing left to deliver, the sidecar still consuming"
+    assert queues.finished("happy-end", "fcrash-1") == [done], "delivered downstream exactly once"
 
 
 @pytest.mark.releases(SIDECAR_KILL)
@@ -248,7 +285,7 @@ def test_a_release_with_provisioning_off_and_no_queue_fails_its_install_naming_t
     with pytest.raises(DeployError) as failure:
         backend.deploy([LATE_RELEASES[UNPROVISIONED]])
     message = str(failure.value)
-    assert (f"asya topology: FAILED: the queue asya-{UNPROVISIONED} does not exist on vhost /"
+    assert (f"asya topology: FAILED: the queue {queue_name(UNPROVISIONED)} does not exist on vhost /"
             in message), message
     assert "topology.provision=job" in message
     assert queues.counts(UNPROVISIONED) is None, "the check created nothing"

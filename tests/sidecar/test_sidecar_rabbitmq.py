@@ -128,6 +128,8 @@ def test_go_mode_routes_by_the_route_the_runtime_returns(harness, broker, amqp):
     assert [m["payload"] for m in done] == [{"item": 1}, {"item": 2}, {"item": 3}]
     # The runtime advanced current once per actor; the sidecar sent it as it was.
     assert all(m["route"] == {"actors": [first, second], "current": 2} for m in done)
+    # The Go sidecar drops headers on every hop.
+    assert all("headers" not in m for m in done), done
 
 
 def test_go_mode_empty_reply_sends_the_input_itself_to_happy_end(harness, broker, amqp):
@@ -255,19 +257,18 @@ def test_message_is_unacked_while_in_the_handler_and_redelivered_after_sidecar_s
     assert amqp.finished("happy-end", "kill-1") == [done], "delivered once"
 
 
-@pytest.mark.parametrize("mode", ["fake", "go"])
-def test_runtime_crash_mid_message_requeues_it_and_it_completes_once(harness, broker, amqp, mode):
+def test_fake_mode_requeues_a_message_whose_runtime_crashed_and_it_completes_once(harness, broker, amqp):
+    """A deliberate difference: the Go sidecar sends such a message to error-end."""
     actor = unique("crashy")
-    reply_format = "list" if mode == "go" else "status"
-    runtime = start_runtime(harness, actor, "crash_once.handle", reply_format)
+    runtime = start_runtime(harness, actor, "crash_once.handle", "status")
     marker, calls = harness.path("crashed"), harness.path("calls")
     amqp.send(actor, "crash-1", {"marker": marker, "calls": calls})
 
-    sidecar = start_sidecar(harness, broker, actor, mode=mode)
+    sidecar = start_sidecar(harness, broker, actor, mode="fake")
     assert runtime.wait_exit() == 17, runtime.log_text()
     wait_for(lambda: "outcome=requeued" in sidecar.log_text(), "the sidecar to requeue the message")
     assert amqp.finished("error-end", "crash-1") == []
-    start_runtime(harness, actor, "crash_once.handle", reply_format)
+    start_runtime(harness, actor, "crash_once.handle", "status")
 
     (done,) = amqp.happy_end("crash-1")
     assert done["payload"]["marker"] == marker
@@ -279,11 +280,10 @@ def test_runtime_crash_mid_message_requeues_it_and_it_completes_once(harness, br
     assert amqp.finished("error-end", "crash-1") == []
 
 
-@pytest.mark.parametrize("mode", ["fake", "go"])
-def test_a_message_that_kills_the_runtime_every_time_goes_to_error_end_after_max_lost_calls(
-        harness, broker, amqp, mode):
-    actor = unique("poison")
-    reply_format = "list" if mode == "go" else "status"
+def test_fake_mode_sends_a_message_that_kills_the_runtime_every_time_to_error_end_after_max_lost_calls(
+        harness, broker, amqp):
+    actor, mode = unique("poison"), "fake"
+    reply_format = "status"
     max_lost_calls = 2
     runtime = start_runtime(harness, actor, "crash.handle", reply_format)
     amqp.send(actor, "poison-1", {"n": 1})
@@ -305,13 +305,63 @@ def test_a_message_that_kills_the_runtime_every_time_goes_to_error_end_after_max
     assert outcomes == ["requeued"] * (max_lost_calls - 1) + ["error"], sidecar.log_text()
     assert 1 <= crashes <= max_lost_calls
     assert amqp.finished("happy-end", "poison-1") == []
-    if mode == "go":
-        assert record["payload"]["original_payload"] == {"n": 1}
-        assert f"ASYA_MAX_LOST_CALLS={max_lost_calls}" in record["payload"]["error"], record
-    else:
-        assert record["error"] == "runtime_unavailable", record
-        assert f"ASYA_MAX_LOST_CALLS={max_lost_calls}" in record["message"], record
+    assert record["error"] == "runtime_unavailable", record
+    assert f"ASYA_MAX_LOST_CALLS={max_lost_calls}" in record["message"], record
     assert amqp.counts(actor)[0] == 0, "nothing left to redeliver"
+
+
+def test_go_mode_fails_a_message_whose_runtime_crashed_and_every_message_while_it_is_down(harness, broker, amqp):
+    actor = unique("gocrash")
+    runtime = start_runtime(harness, actor, "crash_once.handle", "list")
+    marker, calls = harness.path("crashed"), harness.path("calls")
+    amqp.send(actor, "crash-1", {"marker": marker, "calls": calls})
+    sidecar = start_sidecar(harness, broker, actor, mode="go")
+
+    assert runtime.wait_exit() == 17, runtime.log_text()
+    (record,) = amqp.error_end("crash-1")
+    # The crash's reason, the input's payload; acknowledged, never redelivered.
+    assert record["payload"]["error"].startswith("Runtime error: runtime closed the connection"), record
+    assert record["payload"]["original_payload"] == {"marker": marker, "calls": calls}
+    # While the runtime is down, a message fails at once (no waiting for it to return).
+    amqp.send(actor, "down-1", {"marker": marker, "calls": calls})
+    (down,) = amqp.error_end("down-1")
+    assert down["payload"]["error"].startswith("Runtime error: cannot connect to"), down
+
+    # The killed runtime left its socket and ready file: gone, so that "ready" means the new one.
+    for leftover in ("asya-runtime.sock", "runtime-ready"):
+        os.unlink(os.path.join(harness.socket_dir(actor), leftover))
+    start_runtime(harness, actor, "crash_once.handle", "list")
+    amqp.send(actor, "after-1", {"marker": marker, "calls": calls})
+    (done,) = amqp.happy_end("after-1")
+    assert done["payload"]["marker"] == marker
+    sidecar.send_signal(signal.SIGTERM)
+    assert sidecar.wait_exit() == 0, sidecar.log_text()
+    assert amqp.counts(actor) == (0, 0), "nothing requeued"
+    assert amqp.finished("error-end", "crash-1") == [record], "failed once"
+    assert [line["outcome"] for line in message_lines(sidecar)] == ["error", "error", "ok"]
+
+
+def test_go_mode_runtime_timeout_fails_the_message_then_exits_before_acking_so_it_fails_again(
+        harness, broker, amqp):
+    actor = unique("stuck")
+    start_runtime(harness, actor, "gated.handle", "list")
+    started, gate = harness.path("started"), harness.path("gate")
+    amqp.send(actor, "stuck-1", {"started": started, "gate": gate})
+    timeout = {"ASYA_RUNTIME_TIMEOUT": "1s"}
+
+    first = start_sidecar(harness, broker, actor, mode="go", env=timeout)
+    assert first.wait_exit() == 1, first.log_text()
+    (record,) = amqp.error_end("stuck-1")
+    assert record["payload"]["error"] == "Runtime timeout exceeded after 1s"
+    # Not acknowledged: the broker has it again.
+    amqp.wait_until(lambda: amqp.counts(actor) == (1, 0), "stuck-1 back in its queue")
+
+    # The runtime is still in the first call: the restarted sidecar's call times out too.
+    second = start_sidecar(harness, broker, actor, mode="go", env=timeout)
+    assert second.wait_exit() == 1, second.log_text()
+    records = amqp.error_end("stuck-1", count=2)
+    assert records[0] == records[1], "two identical error-end records"
+    open(gate, "w").close()
 
 
 def test_a_broker_killed_mid_message_loses_nothing(harness, broker):
@@ -411,6 +461,26 @@ def test_the_old_full_name_binding_key_routes_nothing(broker, amqp, topology):
     with pytest.raises(pika.exceptions.UnroutableError):
         amqp.publish_raw(actor, b'{"id": "old-1"}', routing_key=queue_name(actor))
     assert amqp.counts(actor) == (0, 0)
+
+
+def test_the_charts_check_names_an_old_binding_and_apply_adds_the_right_one(broker, amqp, topology):
+    import pika
+    actor = unique("legacy")
+    topology.provision("happy-end", "error-end")
+    # What this project's kit and fake sidecar used to make: bound with the full name only.
+    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
+    try:
+        channel = connection.channel()
+        channel.queue_declare(queue_name(actor), durable=True)
+        channel.queue_bind(queue_name(actor), "asya", routing_key=queue_name(actor))
+    finally:
+        connection.close()
+    assert topology.missing(actor) == (f"the queue {queue_name(actor)} is not bound to asya with routing key "
+                                       f"{actor} (messages the sidecar publishes for it would be dropped)")
+    topology.provision(actor)
+    assert topology.missing(actor) is None
+    amqp.publish_raw(actor, b'{"id": "legacy-1"}')  # mandatory: routed now
+    assert amqp.counts(actor) == (1, 0)
 
 
 def test_go_mode_never_creates_its_queue_and_gives_up_on_a_missing_one(harness, broker, amqp, topology):
