@@ -379,7 +379,9 @@ class LocalCluster:
             fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log(f"another local cluster runs (lock {self.lock_path} held): waiting for it to finish")
+            started = time.monotonic()
             fcntl.flock(self.lock_file, fcntl.LOCK_EX)
+            self.figures["waiting for another session's cluster"] = time.monotonic() - started
 
     def _release_lock(self):
         if self.lock_file is not None:
