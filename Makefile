@@ -78,6 +78,10 @@ k8s-tools: ## build Kubernetes (the version in tools/kubernetes/VERSION) from it
 	bash tools/install-debian-server.sh containerd containerd
 	bash tools/install-debian-server.sh etcd-server etcd
 
+.PHONY: keda
+keda: ## build KEDA's operator (the version in tools/keda/VERSION) from its Go module into .tools/keda, with its CRDs (8-30 min and 3.5 GB cold, skipped when built); the k8s e2e runs it as a host process
+	bash tools/keda/build.sh
+
 # ---------------------------------------------------------------- the chart
 .PHONY: lint-chart
 lint-chart: helm ## helm lint --strict charts/asya-actor with each ci/ values file (make test-chart does this too)
@@ -147,7 +151,7 @@ e2e: images helm venv rabbitmq registry ## chart + images on podman pods, Rabbit
 	$(PYTEST) --timeout 600 -p no:cacheprovider -rs tests/e2e --backend podman --ignore=tests/e2e/k8s
 
 .PHONY: e2e-k8s
-e2e-k8s: images helm venv rabbitmq $(if $(E2E_KUBECONFIG),,k8s-tools) ## the chart on a real single-node Kubernetes built and run here (127.0.0.1 only), or on KUBECONFIG=...; needs root, Go 1.26
+e2e-k8s: images helm venv rabbitmq $(if $(E2E_KUBECONFIG),,k8s-tools keda) ## the chart on a real single-node Kubernetes built and run here (127.0.0.1 only), or on KUBECONFIG=...; needs root, Go 1.26
 	ASYA_E2E_KUBECONFIG=$(E2E_KUBECONFIG) $(PYTEST) --timeout 1200 -p no:cacheprovider -rs tests/e2e/k8s
 
 .PHONY: e2e-kind
