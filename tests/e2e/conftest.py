@@ -90,18 +90,8 @@ def backend(request, queue_root, e2e_work_dir, broker):
     files_dir.mkdir()
     instance = e2e_session.backend_class()(queue_root, files_dir, broker_url=broker.url,
                                             management_url=broker.management_url)
-    try:
-        instance.deploy(RELEASES)
-    except BaseException:
-        report = instance.failure_report()
-        instance.cleanup()
-        if report:
-            sys.stderr.write(f"\n{report}\n")
-        raise
-    try:
+    with e2e_session.deployed(instance, RELEASES):
         yield instance
-    finally:
-        instance.cleanup()
 
 
 @pytest.fixture(scope="session")

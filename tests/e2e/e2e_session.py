@@ -5,7 +5,9 @@ modules are imported, so that test_scenarios.py can skip as a whole, with one
 line, when the backend's tools are missing.
 """
 
+import contextlib
 import os
+import sys
 
 from backends.base import BackendUnavailable
 
@@ -39,3 +41,21 @@ def unavailable_reason():
             _state["reason"] = f"{backend_name()} e2e cannot run: {exc}"
         _state["checked"] = True
     return _state["reason"]
+
+
+@contextlib.contextmanager
+def deployed(instance, releases):
+    """instance with releases deployed; removed at the end, and when deploying
+    fails, the pods' report is written before the error propagates."""
+    try:
+        instance.deploy(releases)
+    except BaseException:
+        report = instance.failure_report()
+        instance.cleanup()
+        if report:
+            sys.stderr.write(f"\n{report}\n")
+        raise
+    try:
+        yield instance
+    finally:
+        instance.cleanup()

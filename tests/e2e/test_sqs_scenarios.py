@@ -11,7 +11,6 @@ none on SQS).
 """
 
 import subprocess
-import sys
 
 import e2e_session
 import pytest
@@ -61,18 +60,8 @@ def backend(sqs_server, queues, queue_root, e2e_work_dir):
     files_dir.mkdir()
     instance = e2e_session.backend_class()(queue_root, files_dir,
                                            sqs=(sqs_server.endpoint, REGION, DUMMY_CREDENTIALS))
-    try:
-        instance.deploy(SQS_RELEASES)
-    except BaseException:
-        report = instance.failure_report()
-        instance.cleanup()
-        if report:
-            sys.stderr.write(f"\n{report}\n")
-        raise
-    try:
+    with e2e_session.deployed(instance, SQS_RELEASES):
         yield instance
-    finally:
-        instance.cleanup()
 
 
 def outcomes(log, message_id):
