@@ -672,14 +672,28 @@ def _broker_errors(config):
     return (BrokerError, pika.exceptions.AMQPError)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def install_stop_handlers(stop_event):
-    """SIGTERM/SIGINT only set a flag: the message in flight runs to its end."""
+    """SIGTERM/SIGINT only set `stop_event`: the message in flight runs to its end.
 
-    def request_stop(signum, _frame):
-        if not stop_event.is_set():
-            LOG.info("received %s: finishing the message in flight, then exiting",
-                     signal.Signals(signum).name)
-        stop_event.set()
+    Call it before any other thread starts (threads inherit the signal mask).
+    The signals are blocked in every thread and taken by one thread of their
+    own (sigwait), never by a Python signal handler: such a handler runs in the
+    main thread between any two bytecodes, including those where the main
+    thread holds the stop event's internal lock (inside ``stop.wait``, which
+    every poll loop calls), and ``Event.set()`` in it then waits for that
+    non-reentrant lock forever: a sidecar that ignores SIGTERM until SIGKILL.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    def take_stop_signals():
+        while True:
+            signum = signal.sigwait(STOP_SIGNALS)
+            if not stop_event.is_set():
+                LOG.info("received %s: finishing the message in flight, then exiting",
+                         signal.Signals(signum).name)
+            stop_event.set()
+
+    threading.Thread(target=take_stop_signals, name="stop-signals", daemon=True).start()

@@ -18,6 +18,7 @@ TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 SIDECAR_DIR = str(FAKE_SIDECAR_DIR)
 RUNTIME = str(RUNTIME_SCRIPT)
 HANDLERS_DIR = os.path.join(TESTS_DIR, "handlers")
+SIGTERM_IN_STOP_WAIT = os.path.join(TESTS_DIR, "sigterm_in_stop_wait.py")
 
 if SIDECAR_DIR not in sys.path:
     sys.path.insert(0, SIDECAR_DIR)
@@ -81,6 +82,8 @@ class Harness:
 
     def start_sidecar(self, actor, *args, **kwargs):
         python = kwargs.pop("python", None) or sys.executable
+        # launcher: a script that runs the sidecar itself (instead of -m asya_sidecar).
+        launcher = kwargs.pop("launcher", None)
         env = {
             "PYTHONPATH": SIDECAR_DIR,
             "ASYA_ACTOR_NAME": actor,
@@ -92,8 +95,8 @@ class Harness:
         }
         env.update(kwargs.pop("env", {}))
         assert not kwargs, f"unknown options {sorted(kwargs)}"
-        return self._start("sidecar-" + actor,
-                           [python, "-m", "asya_sidecar"] + list(args), self._env(env))
+        command = [python, launcher] if launcher else [python, "-m", "asya_sidecar"]
+        return self._start("sidecar-" + actor, command + list(args), self._env(env))
 
     def run_sidecar(self, actor, *args, **kwargs):
         """Run a sidecar to its end; return (exit code, Process)."""

@@ -11,7 +11,7 @@ import signal
 import socket
 
 import pytest
-from sidecar_testkit import message_lines
+from sidecar_testkit import SIGTERM_IN_STOP_WAIT, message_lines
 
 from asya_testkit.wait import wait_for
 
@@ -335,6 +335,23 @@ def test_batch_with_fan_out_and_sidecar_restarts_loses_and_repeats_nothing(harne
     assert set(ids) == expected, "nothing dropped"
     assert harness.messages("error-end") == []
     assert harness.leftovers("split", "tail") == {}
+
+
+@pytest.mark.parametrize("mode", ["fake", "go"])
+def test_sigterm_while_the_main_thread_is_inside_stop_wait_still_stops_the_sidecar(harness, mode):
+    # The hook signals the sidecar at the one racy point a busy machine hits now
+    # and then: fake mode in the empty queue's poll loop (a runtime is up), go
+    # mode in the wait for runtime-ready (no runtime).
+    if mode == "fake":
+        harness.start_runtime("calm", "echo.handle")
+    sidecar = harness.start_sidecar("calm", launcher=SIGTERM_IN_STOP_WAIT,
+                                    env={"ASYA_SIDECAR_MODE": mode})
+
+    code = sidecar.wait_exit()
+
+    assert "test hook: SIGTERM sent inside stop.wait" in sidecar.log_text(), sidecar.log_text()
+    assert code == 0, sidecar.log_text()
+    assert "received SIGTERM: finishing the message in flight" in sidecar.log_text()
 
 
 def test_sidecar_and_runtime_work_on_python_37(harness, python37):
