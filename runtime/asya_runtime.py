@@ -41,6 +41,15 @@ import time
 import traceback
 import types
 
+# Before anything else can fail on an old interpreter with a less helpful
+# message; so the whole file must still parse on 3.6 (no 3.7+ syntax).
+if sys.version_info < (3, 7):  # noqa: UP036 (the check this file exists for)
+    sys.stderr.write("asya runtime needs Python 3.7 or newer (this is {}.{}.{})\n".format(*sys.version_info[:3]))
+    sys.exit(2)
+
+# The chart's appVersion; a test keeps the two equal.
+__version__ = "0.1.0"
+
 SOCKET_NAME = "asya-runtime.sock"
 
 # Error codes carried in the "error" field of a reply. The status dialect has
@@ -75,8 +84,10 @@ Config = collections.namedtuple(
         "max_message_size",
         "io_timeout",
         "handler_timeout",
-        "reply_format",
+        "dialect",
         "log_level",
+        "log_format",
+        "access_log",
     ],
 )
 
@@ -89,6 +100,7 @@ HANDLER_MODES = ("payload", "envelope")
 # decodes (docs/protocol.md, "Running under the asya Go sidecar").
 REPLY_FORMATS = ("status", "list")
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+LOG_FORMATS = ("text", "json")
 TRUE_WORDS = ("true", "1", "yes")
 FALSE_WORDS = ("false", "0", "no")
 HANDLER_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
@@ -125,18 +137,24 @@ def _parse_bool(environ, name, default):
     raise StartupError(f"{name}={raw!r} is not a boolean; set it to true/1/yes or false/0/no")
 
 
-def _parse_number(environ, name, default, kind, allow_zero, what):
+def _parse_number(environ, name, default, kind, what, zero_means=None, example=None):
     """The one parser for numeric variables: kind is int or float; NaN, infinity
-    and negative numbers are refused, and so is 0 unless allow_zero."""
+    and negative numbers are refused, and so is 0 unless zero_means says what
+    it does. A number out of range is told its range, not that it is no number."""
     raw = environ.get(name)
     if raw is None:
         return default
+    example = f"; set it to e.g. {default if example is None else example:g}"
     try:
         value = kind(raw.strip())
     except ValueError:
-        value = None
-    if value is None or not 0 <= value < float("inf") or (value == 0 and not allow_zero):
-        raise StartupError(f"{name}={raw!r} is not {what}; set it to e.g. {default:g}")
+        raise StartupError(f"{name}={raw!r} is not {what}{example}") from None
+    if value != value or value == float("inf"):  # NaN, infinity
+        raise StartupError(f"{name}={raw!r} is not a finite number; it must be {what}{example}")
+    if zero_means is not None and value < 0:
+        raise StartupError(f"{name}={raw!r} must be 0 or more: {what}, 0 {zero_means}{example}")
+    if zero_means is None and value <= 0:
+        raise StartupError(f"{name}={raw!r} must be more than 0: {what}{example}")
     return value
 
 
@@ -163,22 +181,33 @@ def load_config(environ):
         handler=handler,
         handler_mode=_choice(environ, "ASYA_HANDLER_MODE", "payload", HANDLER_MODES),
         include_metadata=_parse_bool(environ, "ASYA_INCLUDE_METADATA", False),
-        chunk_size=_parse_number(
-            environ, "ASYA_CHUNK_SIZE", DEFAULT_CHUNK_SIZE, int, False, "a positive integer (bytes)"
-        ),
+        chunk_size=_parse_number(environ, "ASYA_CHUNK_SIZE", DEFAULT_CHUNK_SIZE, int, "a positive integer (bytes)"),
         enable_validation=_parse_bool(environ, "ASYA_ENABLE_VALIDATION", True),
         max_message_size=_parse_number(
-            environ, "ASYA_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE, int, False, "a positive integer (bytes)"
+            environ, "ASYA_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE, int, "a positive integer (bytes)"
         ),
         io_timeout=_parse_number(
-            environ, "ASYA_IO_TIMEOUT", DEFAULT_IO_TIMEOUT, float, True, "a number of seconds (0 waits forever)"
+            environ, "ASYA_IO_TIMEOUT", DEFAULT_IO_TIMEOUT, float, "a number of seconds", zero_means="waits forever"
         ),
         handler_timeout=_parse_number(
-            environ, "ASYA_HANDLER_TIMEOUT", 0.0, float, True, "a number of seconds (0: no deadline)"
+            environ,
+            "ASYA_HANDLER_TIMEOUT",
+            0.0,
+            float,
+            "a number of seconds",
+            zero_means="turns the deadline off",
+            example=30,
         ),
-        reply_format=_choice(environ, "ASYA_REPLY_FORMAT", "status", REPLY_FORMATS),
+        dialect=DIALECTS[_choice(environ, "ASYA_REPLY_FORMAT", "status", REPLY_FORMATS)],
         log_level=_choice(environ, "ASYA_LOG_LEVEL", "INFO", LOG_LEVELS, normalise=str.upper),
+        log_format=log_format_from(environ),
+        access_log=_parse_bool(environ, "ASYA_ACCESS_LOG", True),
     )
+
+
+def log_format_from(environ):
+    """ASYA_LOG_FORMAT alone, so that even a start-up error is written in it."""
+    return _choice(environ, "ASYA_LOG_FORMAT", "text", LOG_FORMATS)
 
 
 def socket_dir_from(environ):
@@ -191,6 +220,238 @@ def socket_dir_from(environ):
             "a Unix socket address allows; choose a shorter directory"
         )
     return socket_dir
+
+
+# --------------------------------------------------------------------------
+# Logging: text or JSON lines on stderr; records made during a call carry its id.
+# --------------------------------------------------------------------------
+
+# How often the access lines of the messages handled meanwhile are written.
+ACCESS_LOG_INTERVAL = 0.1
+RUNTIME_LOGGER = "asya.runtime"
+
+
+class LogLines:
+    """Everything about the lines this process writes, decided once.
+
+    ASYA_LOG_FORMAT=text gives `time LEVEL logger: [id=...] message`, where
+    the runtime's own logger is shown as asya-runtime; json gives one object
+    per line (time, level, logger, message, id while a call runs). Every
+    record made while a message is handled carries its id, whichever logger
+    makes it: a record factory adds it, so handler code needs nothing.
+
+    The access line (one per message, ASYA_ACCESS_LOG) is the only line on
+    the hot path: add() queues a tuple, and a thread formats and writes the
+    queued lines every ACCESS_LOG_INTERVAL with one system call, which costs
+    a small message far less than a log record would (docs/performance.md).
+    Any other record first writes the queued lines, so lines keep their order.
+    """
+
+    def __init__(self, log_format="text", level="INFO", access_log=False):
+        self.json = log_format == "json"
+        self.level = level
+        self.message_id = None  # of the message being handled
+        self.access_on = access_log and logging.getLevelName(level) <= logging.INFO
+        self._pending = collections.deque()
+        self._stream = sys.stderr
+        self._lock = None  # made by install(), with the writer thread's module
+        self._second = None  # (whole second, its text): access lines in a second share it
+
+    # -- set-up --------------------------------------------------------------
+
+    def install(self):
+        """Route every record of the process here, before the handler's module is imported."""
+        import threading
+
+        self._lock = threading.RLock()  # RLock: a stop signal may log while the main thread writes
+        handler = _InOrderHandler(self, self._stream)
+        handler.setFormatter(_Formatter(self))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(self.level)
+        logging.captureWarnings(True)  # warnings are records too, with the id
+        make_record = logging.getLogRecordFactory()
+
+        def record_with_id(*args, **kwargs):
+            record = make_record(*args, **kwargs)
+            record.asya_id = self.message_id
+            return record
+
+        logging.setLogRecordFactory(record_with_id)
+        if self.json:
+            # print() and stray writes become JSON lines too.
+            sys.stdout = _JsonLinesStream(self, "stdout", logging.INFO)
+            sys.stderr = _JsonLinesStream(self, "stderr", logging.ERROR)
+
+    def start_writer(self):
+        import threading
+
+        if self.access_on:
+            threading.Thread(target=self._write_periodically, name="asya-access-log", daemon=True).start()
+
+    # -- lines ---------------------------------------------------------------
+
+    def access(self, message_id, outcome, outputs, seconds):
+        """Queue the access line of one message (the hot path: no formatting here)."""
+        self._pending.append((time.time(), message_id, outcome, outputs, seconds))
+
+    def flush_access(self):
+        if not self._pending:
+            return
+        with self._lock:
+            lines = []
+            pending = self._pending
+            while pending:
+                lines.append(self._access_line(*pending.popleft()))
+            self._write("".join(lines))
+
+    def _write_periodically(self):
+        while True:
+            time.sleep(ACCESS_LOG_INTERVAL)
+            try:
+                self.flush_access()
+            except Exception:  # a closed stderr must not end the thread with a traceback per line
+                pass
+
+    def _access_line(self, created, message_id, outcome, outputs, seconds):
+        milliseconds = seconds * 1e3
+        text = f"{outcome} outputs={outputs} duration_ms={milliseconds:.2f}"
+        if self.json:
+            message_id = "null" if message_id is None else _json_string(message_id)
+            return (
+                f'{{"time":"{self._time_text(created)}","level":"INFO","logger":"{RUNTIME_LOGGER}",'
+                f'"message":"{text}","id":{message_id},"outcome":"{outcome}","outputs":{outputs},'
+                f'"duration_ms":{milliseconds:.3f}}}\n'
+            )
+        return f"{self._time_text(created)} INFO asya-runtime: [id={_id_for_log(message_id)}] {text}\n"
+
+    def line(self, levelno, logger, message, message_id=None, fields=None):
+        """One whole line in this format, newline included."""
+        created = time.time()
+        if self.json:
+            entry = {
+                "time": self._time_text(created),
+                "level": logging.getLevelName(levelno),
+                "logger": logger,
+                "message": message,
+            }
+            if message_id is not None:
+                entry["id"] = message_id
+            if fields:
+                entry.update(fields)
+            return json.dumps(entry, ensure_ascii=False, default=str) + "\n"
+        shown = "asya-runtime" if logger == RUNTIME_LOGGER else logger
+        tag = "" if message_id is None else f"[id={_for_log(message_id)}] "
+        return f"{self._time_text(created)} {logging.getLevelName(levelno)} {shown}: {tag}{message}\n"
+
+    def write_now(self, levelno, message, **fields):
+        """A runtime line written at once, without the logging machinery (start-up errors, the monitor)."""
+        self._write(self.line(levelno, RUNTIME_LOGGER, message, fields=fields))
+
+    def _write(self, text):
+        data = text.encode("utf-8", "backslashreplace")
+        stream = getattr(self._stream, "buffer", None)
+        if stream is None:  # a text-only stream (tests): write text
+            self._stream.write(text)
+            self._stream.flush()
+            return
+        self._stream.flush()
+        stream.write(data)
+        stream.flush()
+
+    def _time_text(self, created):
+        whole = int(created)
+        second = self._second
+        if second is None or second[0] != whole:
+            if self.json:
+                text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            else:
+                text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(whole))
+            second = self._second = (whole, text)
+        milliseconds = int((created - whole) * 1000)
+        if self.json:
+            return f"{second[1]}.{milliseconds:03d}Z"
+        return f"{second[1]},{milliseconds:03d}"
+
+
+def _json_string(text):
+    return json.encoder.encode_basestring_ascii(text)
+
+
+class _Formatter(logging.Formatter):
+    """A record as LogLines writes it; a traceback goes into the message (one JSON line)."""
+
+    def __init__(self, lines):
+        logging.Formatter.__init__(self)
+        self.lines = lines
+
+    def format(self, record):
+        message = record.getMessage()
+        if record.exc_info:
+            if not record.exc_text:
+                record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            message = f"{message}\n{record.exc_text}"
+        if record.stack_info:
+            message = f"{message}\n{self.formatStack(record.stack_info)}"
+        line = self.lines.line(
+            record.levelno, record.name, message, getattr(record, "asya_id", None), getattr(record, "asya_fields", None)
+        )
+        return line[:-1]  # the handler adds the newline
+
+
+class _InOrderHandler(logging.StreamHandler):
+    """Writes queued access lines before any other record."""
+
+    def __init__(self, lines, stream):
+        logging.StreamHandler.__init__(self, stream)
+        self.lines = lines
+
+    def emit(self, record):
+        try:
+            self.lines.flush_access()
+        except Exception:
+            pass
+        logging.StreamHandler.emit(self, record)
+
+
+class _JsonLinesStream:
+    """sys.stdout / sys.stderr under ASYA_LOG_FORMAT=json: each line written becomes a JSON line."""
+
+    def __init__(self, lines, name, levelno):
+        self.lines = lines
+        self.name = name
+        self.levelno = levelno
+        self.encoding = "utf-8"
+        self.errors = "backslashreplace"
+        self._partial = ""
+
+    def write(self, text):
+        text = self._partial + text
+        *whole, self._partial = text.split("\n")
+        for line in whole:
+            self._emit(line)
+        return len(text) - len(self._partial)
+
+    def flush(self):
+        if self._partial:
+            line, self._partial = self._partial, ""
+            self._emit(line)
+
+    def _emit(self, line):
+        lines = self.lines
+        with lines._lock:
+            lines.flush_access()
+            lines._write(lines.line(self.levelno, self.name, line, lines.message_id))
+
+    def fileno(self):
+        return (sys.__stdout__ if self.name == "stdout" else sys.__stderr__).fileno()
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
 
 
 # --------------------------------------------------------------------------
@@ -273,8 +534,10 @@ def read_frame(conn, chunk_size, max_size, io_timeout=0, scratch=None):
             raise FrameError(f"connection closed after {filled} of the 4 length bytes")
         filled += more
     (length,) = HEADER.unpack_from(first)
-    if length > max_size:
-        raise FrameError(f"frame of {length} bytes exceeds ASYA_MAX_MESSAGE_SIZE={max_size}")
+    if length > max_size or length >= LETTER_LENGTH:
+        oversized = oversized_frame_error(first[:filled], length, max_size)
+        if oversized is not None:
+            raise oversized
     end = HEADER.size + length
     if filled >= end:
         return first[HEADER.size : end]
@@ -300,6 +563,35 @@ def read_frame(conn, chunk_size, max_size, io_timeout=0, scratch=None):
     finally:
         view.release()
     return body
+
+
+# A length whose first byte is an ASCII capital letter (1.09 GB or more) is
+# more likely the start of text than a frame: checked for HTTP even when
+# ASYA_MAX_MESSAGE_SIZE would allow it.
+LETTER_LENGTH = ord("A") << 24
+HTTP_REQUEST = re.compile(rb"(?:GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH|PRI)(?: |$)")
+
+
+def oversized_frame_error(start, length, max_size):
+    """The FrameError for a length header that cannot be taken, or None if it can.
+
+    Someone pointing curl or an HTTP health check at the socket is told what
+    the socket speaks instead of only that the "frame" is a gigabyte long.
+    """
+    head = bytes(start[:8])
+    if HTTP_REQUEST.match(head):
+        return FrameError(
+            f"the client sent an HTTP request ({request_line(start)!r}), but this socket speaks "
+            "4-byte big-endian length-prefixed JSON frames, not HTTP; see docs/protocol.md "
+            "(to send a test message: python3 asya_runtime.py --call JSON)"
+        )
+    if length > max_size:
+        return FrameError(f"frame of {length} bytes exceeds ASYA_MAX_MESSAGE_SIZE={max_size}")
+    return None
+
+
+def request_line(start):
+    return bytes(start[:80]).decode("ascii", "replace").split("\r\n")[0]
 
 
 def _recv_some(conn, buffer):
@@ -362,7 +654,16 @@ def load_handler_and_instance(spec):
         not_found = error
     else:
         where = "module {!r} ({})".format(module_name, getattr(module, "__file__", None) or module_name)
-        return _get_callable(module, attribute, spec, where), None
+        handler = _get_callable(module, attribute, spec, where)
+        if isinstance(handler, type):
+            # Calling it would make a new instance per message: a model loaded per message.
+            raise HandlerLoadError(
+                "ASYA_HANDLER={!r} names a class, not a function; name the method to call, e.g. "
+                "ASYA_HANDLER={}.{} (the class is then created once; its public methods: {})".format(
+                    spec, spec, (_public_methods(handler) or ["__call__"])[0], ", ".join(_public_methods(handler)) or "none"
+                )
+            )
+        return handler, None
 
     # Outside the except block, so a failing __init__'s traceback is not
     # chained to the import error that led here.
@@ -384,8 +685,19 @@ def load_handler_and_instance(spec):
                 not_found, class_name, owner_name, ", ".join(classes) or "none"
             )
         )
+    if not callable(getattr(cls, attribute, None)):
+        # Checked on the class, before __init__ loads a model for nothing.
+        raise HandlerLoadError(
+            "class {!r} of module {!r} has no method {!r} named by ASYA_HANDLER={!r}; its public methods: {}".format(
+                class_name, owner_name, attribute, spec, ", ".join(_public_methods(cls)) or "none"
+            )
+        )
     instance = _create_instance(cls, spec)
     return _get_callable(instance, attribute, spec, f"class {class_name!r} of module {owner_name!r}"), instance
+
+
+def _public_methods(cls):
+    return sorted(name for name in dir(cls) if not name.startswith("_") and callable(getattr(cls, name, None)))
 
 
 def _import_handler_module(module_name, spec):
@@ -767,14 +1079,58 @@ _encode_utf8 = _compact_encoder(ensure_ascii=False)
 _encode_ascii = _compact_encoder(ensure_ascii=True)
 
 
-def ok_reply(result, reply_format="status"):
-    """The reply for a handled message; result is an envelope or a list of them."""
-    if reply_format == "list":
+class StatusReplies:
+    """This project's reply object: {"status": "ok", "result": ...} or an error object."""
+
+    name = "status"
+    advances_route = False  # the sidecar moves route.current on
+
+    def ok(self, result):
+        return {"status": "ok", "result": result}
+
+    def error(self, code, details):
+        reply = {"status": "error", "error": self.code(code)}
+        reply.update(details)
+        return reply
+
+    def code(self, code):
+        """The error code as this dialect's replies (and so the log) name it."""
+        return PROCESSING_ERROR if code == MSG_PARSING_ERROR else code
+
+    def details(self, reply):
+        return reply
+
+
+class ListReplies:
+    """The asya Go sidecar's array: the output envelopes, or one {"error", "details"}.
+
+    Outputs leave with route.current already moved on, as that sidecar
+    routes them by it (docs/protocol.md, "Running under the asya Go sidecar").
+    """
+
+    name = "list"
+    advances_route = True
+
+    def ok(self, result):
         return result if isinstance(result, list) else [result]
-    return {"status": "ok", "result": result}
+
+    def error(self, code, details):
+        return [{"error": code, "details": details}]
+
+    def code(self, code):
+        return code
+
+    def details(self, reply):
+        return reply[0]["details"]
 
 
-def error_reply(code, exc, reply_format="status", traceback_text=None):
+# ASYA_REPLY_FORMAT -> the dialect; load_config picks one, nothing else branches on it.
+DIALECTS = {dialect.name: dialect for dialect in (StatusReplies(), ListReplies())}
+STATUS = DIALECTS["status"]
+LIST = DIALECTS["list"]
+
+
+def error_reply(code, exc, dialect=STATUS, traceback_text=None):
     """Build the error reply for exc; the traceback starts at the user's code."""
     try:
         text = str(exc)
@@ -787,18 +1143,7 @@ def error_reply(code, exc, reply_format="status", traceback_text=None):
     if traceback_text is None:
         traceback_text = _format_traceback(exc)
     details = {"message": message, "type": type(exc).__name__, "traceback": traceback_text}
-    if reply_format == "list":
-        return [{"error": code, "details": details}]
-    if code == MSG_PARSING_ERROR:
-        code = PROCESSING_ERROR
-    reply = {"status": "error", "error": code}
-    reply.update(details)
-    return reply
-
-
-def error_message(reply):
-    """The message of an error reply, in either dialect."""
-    return reply[0]["details"]["message"] if isinstance(reply, list) else reply["message"]
+    return dialect.error(code, details)
 
 
 def _format_traceback(exc):
@@ -870,6 +1215,14 @@ def _id_for_log(message_id):
     return "-" if message_id is None else _for_log(message_id)
 
 
+def _cut(text, limit=10 * LOG_LINE_LIMIT):
+    """A traceback for the log: each line (an exception's message may echo the payload) and the whole cut short."""
+    text = "\n".join(_for_log(line) for line in text.split("\n"))
+    if len(text) > limit:
+        return f"{text[:limit]}... ({len(text) - limit} characters cut)"
+    return text
+
+
 def _for_log(text):
     text = str(text).replace("\n", "\\n")
     if len(text) > LOG_LINE_LIMIT:
@@ -888,14 +1241,16 @@ DEFERRED_RESULTS = frozenset((types.GeneratorType, types.CoroutineType, types.As
 ASYNC_CODE_FLAGS = 0x80 | 0x200
 
 # How long a handler may run past its deadline in code that cannot be
-# interrupted (C code) before the runtime answers for it and exits.
+# interrupted before the runtime answers for it and exits.
 HANDLER_TIMEOUT_GRACE = 2.0
-# The last resort, for C code that also holds the GIL so that no Python thread
-# can run: faulthandler's own thread dumps the stacks and exits this much later.
-STUCK_DUMP_MARGIN = 2.0
-# The longest the deadline watchdog sleeps between looks at the call in flight.
+# The longest the deadline watchdog sleeps between looks at the call in flight;
+# each look is also a heartbeat to the monitor process.
 WATCHDOG_POLL = 0.25
 EXIT_HANDLER_STUCK = 4
+# Sent by the monitor process when no Python code has run for the deadline
+# plus the grace period: faulthandler writes every thread's stack, then libc's
+# _exit(signal number) ends the process, as PID 1 too, without the GIL.
+LAST_RESORT_SIGNAL = signal.SIGUSR1
 
 
 class HandlerTimeout(BaseException):
@@ -921,47 +1276,18 @@ class HandlerCaller:
     A coroutine runs to its end on one event loop, made at start-up for an
     `async def` handler and reused for every message; a generator or an async
     generator is drained into a list (fan-out), so an exception half way
-    leaves no partial output. With a timeout, `call` is interrupted by
-    HandlerTimeout once the deadline passes (the server runs in the main
-    thread).
-
-    The deadline costs the call two clock reads: the server's watchdog thread
-    (ActorServer._watch_deadlines) notices a call past its deadline and sends
-    SIGALRM to the main thread, whose handler raises HandlerTimeout there. A
-    timer per call (setitimer) would cost a system call per message, a
-    measurable share of a small message (docs/performance.md).
+    leaves no partial output.
     """
 
-    def __init__(self, function, timeout=0.0):
+    def __init__(self, function):
         self.function = function
-        self.timeout = timeout
-        self.started = None  # monotonic start of the call under a deadline
         self._loop = self._new_loop() if is_async_function(function) else None
-        if timeout:
-            signal.signal(signal.SIGALRM, self._on_deadline)
-            self.call = self._call_with_deadline
-        else:
-            self.call = self._call
 
-    def _call(self, argument):
+    def call(self, argument):
         result = self.function(argument)
         if type(result) in DEFERRED_RESULTS:
             result = self._drain(result)
         return result
-
-    def _call_with_deadline(self, argument):
-        self.started = time.monotonic()
-        try:
-            return self._call(argument)
-        finally:
-            self.started = None
-
-    def _on_deadline(self, signum, frame):
-        # A signal that arrives late, after the call it was meant for, finds
-        # no call past its deadline and is ignored.
-        started = self.started
-        if started is not None and time.monotonic() - started >= self.timeout:
-            raise HandlerTimeout(f"the handler ran longer than ASYA_HANDLER_TIMEOUT={self.timeout:g} s")
 
     def _drain(self, result):
         if type(result) is types.GeneratorType:
@@ -993,6 +1319,219 @@ class HandlerCaller:
     def close(self):
         if self._loop is not None:
             self._loop.close()
+
+
+class Deadline:
+    """ASYA_HANDLER_TIMEOUT: owns the call's start, the watchdog, the reply lock and the exits.
+
+    A guarded call costs two clock reads. A watchdog thread looks at the call
+    in flight; past its deadline, it sends SIGALRM to the main thread, which
+    interrupts a blocking system call there and raises HandlerTimeout in the
+    handler's code. A call still running HANDLER_TIMEOUT_GRACE later cannot be
+    interrupted (it caught HandlerTimeout, or it is in C code that does not
+    return): the watchdog answers its message through give_up and the process
+    exits EXIT_HANDLER_STUCK, so that Kubernetes restarts the container. A
+    timer per call (setitimer) would cost a system call per message, a
+    measurable share of a small one (docs/performance.md).
+
+    C code that also holds the GIL stops every Python thread, the watchdog
+    included. For that a monitor process (a second interpreter running this
+    file with --monitor) listens to the watchdog's heartbeat; after the
+    deadline plus the grace period of silence it sends LAST_RESORT_SIGNAL.
+    """
+
+    def __init__(self, seconds):
+        import threading  # only a runtime with a deadline pays for it
+
+        self.seconds = seconds
+        self.started = None  # monotonic start of the call in flight
+        self._raised_in = None  # the start of the last call HandlerTimeout was raised in
+        # The watchdog may answer a stuck call; the lock keeps its reply and
+        # a late one of the main thread apart.
+        self.reply_lock = threading.Lock()
+        signal.signal(signal.SIGALRM, self._on_alarm)
+
+    def guard(self, call):
+        def call_with_deadline(argument):
+            self.started = time.monotonic()
+            try:
+                return call(argument)
+            finally:
+                self.started = None
+
+        return call_with_deadline
+
+    def forget_call(self):
+        """After the connection closed, also when a late signal hit the call's own clean-up:
+        no finished call may look stuck to the watchdog."""
+        self.started = None
+
+    def _on_alarm(self, signum, frame):
+        # A signal that arrives late, after the call it was meant for, finds
+        # no call past its deadline and is ignored.
+        started = self.started
+        if started is not None and time.monotonic() - started >= self.seconds:
+            self._raised_in = started
+            raise HandlerTimeout(f"the handler ran longer than ASYA_HANDLER_TIMEOUT={self.seconds:g} s")
+
+    def start(self, give_up, log_format):
+        """Once the socket listens: the monitor process, then the watchdog thread.
+
+        give_up(exception, stacks) answers the stuck call; the process exits
+        right after it.
+        """
+        import threading
+
+        heartbeat = self._start_monitor(log_format)
+        threading.Thread(
+            target=self._watch,
+            args=(threading.main_thread().ident, give_up, heartbeat),
+            name="asya-deadline-watchdog",
+            daemon=True,
+        ).start()
+
+    def _start_monitor(self, log_format):
+        import subprocess
+
+        _arm_last_resort()
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)  # a heartbeat never waits
+        budget = self.seconds + HANDLER_TIMEOUT_GRACE
+        try:
+            # -I -S: the monitor needs no PYTHONPATH, user site or site-packages.
+            subprocess.Popen(
+                [sys.executable, "-I", "-S", _THIS_FILE, "--monitor", f"{os.getpid()},{read_end},{budget!r},{log_format}"],
+                pass_fds=(read_end,),
+                stdin=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            log.warning(
+                "cannot start the monitor process (%s): a call stuck in C code that holds the GIL will not end "
+                "the process",
+                exc,
+            )
+        finally:
+            os.close(read_end)
+        return write_end
+
+    def _watch(self, main_thread, give_up, heartbeat):
+        poll = max(0.01, min(WATCHDOG_POLL, self.seconds / 4))
+        interrupted = None  # the start of the last call sent SIGALRM
+        while True:
+            try:
+                os.write(heartbeat, b".")
+            except OSError:  # the monitor is gone or behind: nothing to tell it
+                pass
+            started = self.started
+            if started is None:
+                time.sleep(poll)
+                continue
+            deadline = started + self.seconds
+            now = time.monotonic()
+            if now < deadline:
+                time.sleep(min(deadline - now, poll))
+                continue
+            if interrupted != started:
+                interrupted = started
+                signal.pthread_kill(main_thread, signal.SIGALRM)
+                continue
+            if now < deadline + HANDLER_TIMEOUT_GRACE:
+                time.sleep(min(deadline + HANDLER_TIMEOUT_GRACE - now, poll))
+                continue
+            # Under the lock, no reply of the main thread is on its way.
+            with self.reply_lock:
+                if self.started == started:
+                    give_up(self._stuck_error(started), thread_stacks(main_thread))
+                    os._exit(EXIT_HANDLER_STUCK)
+
+    def _stuck_error(self, started):
+        if self._raised_in == started:
+            why = (
+                "HandlerTimeout was raised in it at the deadline, but it went on running Python code "
+                f"for {HANDLER_TIMEOUT_GRACE:g} s more (does it catch BaseException?)"
+            )
+        else:
+            why = (
+                f"it could not be interrupted within {HANDLER_TIMEOUT_GRACE:g} s more "
+                "(stuck outside Python code, e.g. in a C extension or a system call)"
+            )
+        return HandlerTimeout(
+            f"the handler ran longer than ASYA_HANDLER_TIMEOUT={self.seconds:g} s and {why}; "
+            f"the runtime exits with code {EXIT_HANDLER_STUCK} to be restarted"
+        )
+
+
+def thread_stacks(main_thread):
+    """[(thread name, its Python stack)], the handler's (main) thread first."""
+    import threading
+
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    frames = sys._current_frames()
+    return [
+        (names.get(ident, str(ident)), "".join(traceback.format_stack(frames[ident])))
+        for ident in sorted(frames, key=lambda ident: ident != main_thread)
+    ]
+
+
+def _arm_last_resort():
+    """LAST_RESORT_SIGNAL: faulthandler writes every thread's stack to stderr,
+    then calls the previous handler, libc's _exit, installed here through
+    ctypes: neither needs the GIL, and a handler, unlike the signal's default
+    action, also ends PID 1. Without ctypes the default action is left, which
+    ends the process unless it is PID 1."""
+    import faulthandler
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+        libc.signal.restype = ctypes.c_void_p
+        libc.signal(LAST_RESORT_SIGNAL, ctypes.cast(libc._exit, ctypes.c_void_p))
+    except (ImportError, OSError, AttributeError) as exc:
+        log.warning("no ctypes (%s): a call stuck in C code that holds the GIL ends the process by the signal's "
+                    "default action, which does not end PID 1", exc)
+    faulthandler.register(LAST_RESORT_SIGNAL, file=sys.__stderr__, all_threads=True, chain=True)
+
+
+def monitor(argument):
+    """--monitor PID,FD,BUDGET,FORMAT: the deadline's last resort, in its own process.
+
+    Reads the watchdog's heartbeat from FD. End of file means the runtime is
+    gone: exit. BUDGET seconds without a beat means no Python thread of the
+    runtime could run that long (C code holding the GIL): say so, then send
+    LAST_RESORT_SIGNAL, and SIGKILL if that did not end it.
+    """
+    import select
+
+    pid, fd, budget, log_format = argument.split(",")
+    pid, fd, budget = int(pid), int(fd), float(budget)
+    # Stopping is the runtime's business; this process ends with its pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    last_beat = time.monotonic()
+    while True:
+        left = last_beat + budget - time.monotonic()
+        if left <= 0 or not poller.poll(left * 1000):
+            if not poller.poll(0):  # not this process being late itself
+                break
+        if not os.read(fd, 4096):
+            return 0
+        last_beat = time.monotonic()
+    silence = time.monotonic() - last_beat
+    line = (
+        f"the runtime (pid {pid}) ran no Python code for {silence:.1f} s, past ASYA_HANDLER_TIMEOUT and the "
+        f"{HANDLER_TIMEOUT_GRACE:g} s grace (a call stuck in C code that holds the GIL); every thread's stack "
+        f"follows, then the process exits with code {int(LAST_RESORT_SIGNAL)} to be restarted"
+    )
+    LogLines(log_format, "ERROR").write_now(logging.ERROR, line)
+    os.kill(pid, LAST_RESORT_SIGNAL)
+    if poller.poll(5000):  # end of file: it is gone
+        return 0
+    os.kill(pid, signal.SIGKILL)
+    return 0
 
 
 # --------------------------------------------------------------------------
@@ -1050,9 +1589,14 @@ class ActorServer:
     handler loaded and listens.
     """
 
-    def __init__(self, config, handler):
+    def __init__(self, config, handler, log_lines=None):
         self.config = config
-        self.caller = HandlerCaller(handler, config.handler_timeout)
+        self.dialect = config.dialect
+        self.caller = HandlerCaller(handler)
+        self.deadline = Deadline(config.handler_timeout) if config.handler_timeout else None
+        self.call = self.deadline.guard(self.caller.call) if self.deadline else self.caller.call
+        self.log_lines = log_lines if log_lines is not None else LogLines()
+        self._access = self.log_lines.access if self.log_lines.access_on else None
         self.socket_path = os.path.join(config.socket_dir, SOCKET_NAME)
         self.ready_path = os.path.join(config.socket_dir, READY_FILE_NAME)
         self._listener = None
@@ -1060,10 +1604,7 @@ class ActorServer:
         self._stopping = False
         self._small_reply = 0
         self._scratch = new_scratch(config.chunk_size)
-        self._in_flight = None  # (conn, message id) of the message being handled
-        # With a deadline, the watchdog thread may answer a stuck call; the
-        # lock keeps its reply and a late one of the main thread apart.
-        self._reply_lock = None
+        self._in_flight = None  # (conn, message id, perf_counter at its start) of the message being handled
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -1098,8 +1639,9 @@ class ActorServer:
         # Accepted sockets start with the default send buffer, as this one
         # does; a reply within half of it is sent without a timeout.
         self._small_reply = min(64 * 1024, listener.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2)
-        if self.config.handler_timeout:
-            self._start_watchdog()
+        self.log_lines.start_writer()
+        if self.deadline:
+            self.deadline.start(self._give_up, self.config.log_format)
 
     def _write_ready_file(self):
         temp_path = f"{self.ready_path}.{os.getpid()}.tmp"
@@ -1115,11 +1657,34 @@ class ActorServer:
         a blocked accept() with an error instead of waiting for a client.
         """
         self._stopping = True
+        if _signal_args:
+            self._log_stop(_signal_args[0])
         if self._listener is not None:
             try:
                 self._listener.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def _log_stop(self, signum):
+        name = signal.Signals(signum).name
+        in_flight = self._in_flight
+        if in_flight is None:
+            log.info("%s: stopping; no message in flight", name)
+            return
+        _, message_id, started = in_flight
+        running = time.perf_counter() - started
+        if self.deadline:
+            limit = f"its deadline is {max(0.0, self.config.handler_timeout - running):.1f} s away"
+        else:
+            limit = "it has no deadline (ASYA_HANDLER_TIMEOUT is off)"
+        log.info(
+            "%s: stopping after the message in flight: waiting for the handler's call on message %s "
+            "(running for %.1f s; %s) to return and its reply to be sent",
+            name,
+            _id_for_log(message_id),
+            running,
+            limit,
+        )
 
     def close(self):
         """Withdraw readiness, then remove our socket file (only if both are still ours)."""
@@ -1127,6 +1692,7 @@ class ActorServer:
         if self._listener is not None:
             self._listener.close()
         self.caller.close()
+        self.log_lines.flush_access()
 
     def _remove_own_files(self):
         try:
@@ -1158,10 +1724,10 @@ class ActorServer:
             except Exception:  # never let one connection end the server
                 log.exception("unexpected failure while handling a connection")
             finally:
-                # Also after a deadline signal that landed in the call's own
-                # clean-up: no finished call may look stuck to the watchdog.
-                self.caller.started = None
+                if self.deadline:
+                    self.deadline.forget_call()
                 self._in_flight = None
+                self.log_lines.message_id = None
                 conn.close()
 
     def _accept_connection(self):
@@ -1190,7 +1756,7 @@ class ActorServer:
         (docs/performance.md).
         """
         config = self.config
-        reply_format = config.reply_format
+        dialect = self.dialect
         try:
             frame = read_frame(
                 conn, config.chunk_size, config.max_message_size, config.io_timeout, self._scratch
@@ -1199,14 +1765,14 @@ class ActorServer:
             log.debug("client closed without sending a frame")
             return
         except FrameError as exc:
-            log.error("[id=-] connection_error: %s", exc)
-            reply = error_reply(CONNECTION_ERROR, exc, reply_format)
-            self._send(conn, wire_bytes(encode_error(reply)), None)
+            log.error("%s: %s", CONNECTION_ERROR, exc)
+            self._send(conn, wire_bytes(encode_error(error_reply(CONNECTION_ERROR, exc, dialect))), None)
             return
         except OSError as exc:
             log.warning("client vanished while sending: %s", exc)
             return
 
+        started = time.perf_counter()
         message_id = None
         try:
             try:
@@ -1221,40 +1787,54 @@ class ActorServer:
             plain_ascii_request = is_plain_ascii(text)
             del text
             if isinstance(envelope, dict) and isinstance(envelope.get("id"), str):
-                message_id = envelope["id"]
+                message_id = self.log_lines.message_id = envelope["id"]
             if config.enable_validation:
                 validate_envelope(envelope)
             elif not isinstance(envelope, dict) or "payload" not in envelope:
                 raise parsing_error("envelope must be a JSON object with a 'payload' field")
-            self._in_flight = (conn, message_id)
+            self._in_flight = (conn, message_id, started)
             result = self.dispatch(envelope)
             del envelope
-            reply_text = encode_reply(ok_reply(result, reply_format), plain_ascii_likely=plain_ascii_request)
+            outcome = "ok"
+            outputs = len(result) if type(result) is list else 1
+            reply_text = encode_reply(dialect.ok(result), plain_ascii_likely=plain_ascii_request)
             # The payload goes before the reply's bytes are made, so the
             # heap can reuse its memory for them.
             del result
         except BaseException as exc:  # a handler may raise anything, SystemExit included
-            code = exc.code if isinstance(exc, ProcessingError) else PROCESSING_ERROR
-            reply = error_reply(code, exc, reply_format)
-            log.error("[id=%s] %s: %s", _id_for_log(message_id), code, _for_log(error_message(reply)))
+            reply = error_reply(exc.code if isinstance(exc, ProcessingError) else PROCESSING_ERROR, exc, dialect)
+            outcome = self._log_error(reply, exc)
+            outputs = 0
             reply_text = encode_error(reply)
         data = wire_bytes(reply_text)
         del reply_text
         self._send(conn, data, message_id)
+        if self._access is not None:
+            self._access(message_id, outcome, outputs, time.perf_counter() - started)
+
+    def _log_error(self, reply, exc):
+        """Log a failed message once, as its reply names it; return that error code."""
+        details = self.dialect.details(reply)
+        code = reply[0]["error"] if isinstance(reply, list) else reply["error"]
+        if isinstance(exc, (ProcessingError, FrameError)):
+            log.error("%s: %s", code, _for_log(details["message"]))
+        else:  # the handler's own exception: its traceback, trimmed as in the reply
+            log.error("%s: %s\n%s", code, _for_log(details["message"]), _cut(details["traceback"].rstrip("\n")))
+        return code
 
     def dispatch(self, envelope):
-        advance_route = self.config.reply_format == "list"
+        advance_route = self.dialect.advances_route
         if self.config.handler_mode == "envelope":
-            return call_envelope_mode(self.caller.call, envelope, self.config.enable_validation, advance_route)
+            return call_envelope_mode(self.call, envelope, self.config.enable_validation, advance_route)
         if "route" not in envelope:  # validation off and no route: nothing to keep
             envelope["route"] = None
-        return call_payload_mode(self.caller.call, envelope, self.config.include_metadata, advance_route)
+        return call_payload_mode(self.call, envelope, self.config.include_metadata, advance_route)
 
     def _send(self, conn, data, message_id):
         # No shutdown(SHUT_WR) after the reply: serve_forever closes the
         # connection right away, which ends the stream for the client too.
-        if self._reply_lock is not None:
-            with self._reply_lock:
+        if self.deadline is not None:
+            with self.deadline.reply_lock:
                 self._write_reply(conn, data, message_id)
         else:
             self._write_reply(conn, data, message_id)
@@ -1263,85 +1843,28 @@ class ActorServer:
         try:
             write_frame(conn, data, self.config.io_timeout, self._small_reply)
         except OSError as exc:
-            log.warning(
-                "[id=%s] reply not delivered (client gone or stalled): %s",
-                _id_for_log(message_id),
-                exc.strerror or exc,
-            )
+            log.warning("reply not delivered (client gone or stalled): %s", exc.strerror or exc)
 
     # -- a handler stuck past its deadline ------------------------------------
 
-    def _start_watchdog(self):
-        import threading  # only a runtime with a deadline pays for it
-
-        self._reply_lock = threading.Lock()
-        main_thread = threading.main_thread().ident
-        threading.Thread(
-            target=self._watch_deadlines, args=(main_thread,), name="asya-deadline-watchdog", daemon=True
-        ).start()
-
-    def _watch_deadlines(self, main_thread):
-        """Thread: interrupt a call at its deadline; give up on it after the grace period.
-
-        At the deadline, SIGALRM goes to the main thread: it interrupts a
-        blocking system call there, and its handler raises HandlerTimeout in
-        the handler's code. A call still running HANDLER_TIMEOUT_GRACE later is
-        stuck where that cannot reach (C code, or a handler that swallowed
-        it): its message is answered from here and the process exits, so that
-        Kubernetes restarts the container.
-        """
-        import faulthandler
-
-        caller = self.caller
-        poll = max(0.01, min(WATCHDOG_POLL, caller.timeout / 4))
-        interrupted = None  # the start time of the last call sent SIGALRM
-        last_resort_armed = False
-        while True:
-            started = caller.started
-            if last_resort_armed and started != interrupted:  # that call ended after all
-                faulthandler.cancel_dump_traceback_later()
-                last_resort_armed = False
-            if started is None:
-                time.sleep(poll)
-                continue
-            deadline = started + caller.timeout
-            now = time.monotonic()
-            if now < deadline:
-                time.sleep(min(deadline - now, poll))
-                continue
-            if interrupted != started:
-                interrupted = started
-                signal.pthread_kill(main_thread, signal.SIGALRM)
-                # Only a call past its deadline arms the last resort.
-                last_resort_armed = True
-                faulthandler.dump_traceback_later(HANDLER_TIMEOUT_GRACE + STUCK_DUMP_MARGIN, exit=True)
-                continue
-            if now < deadline + HANDLER_TIMEOUT_GRACE:
-                time.sleep(min(deadline + HANDLER_TIMEOUT_GRACE - now, poll))
-                continue
-            # Under the lock, no reply of the main thread is on its way.
-            with self._reply_lock:
-                if caller.started == started:
-                    self._answer_stuck_call_and_exit(main_thread)
-
-    def _answer_stuck_call_and_exit(self, main_thread):
+    def _give_up(self, exc, stacks):
+        """Deadline's watchdog thread: answer the stuck call, log every stack, leave no files."""
         in_flight = self._in_flight
-        conn, message_id = in_flight if in_flight else (None, None)
-        exc = HandlerTimeout(
-            f"the handler ran longer than ASYA_HANDLER_TIMEOUT={self.caller.timeout:g} s and could not be "
-            f"interrupted within {HANDLER_TIMEOUT_GRACE:g} s more (stuck outside Python code); "
-            f"the runtime exits with code {EXIT_HANDLER_STUCK} to be restarted"
+        conn, message_id = in_flight[:2] if in_flight else (None, None)
+        where = f"Handler stack when it was given up (most recent call last):\n{stacks[0][1]}"
+        reply = error_reply(PROCESSING_ERROR, exc, self.dialect, traceback_text=where)
+        code = self._log_error(reply, ProcessingError(""))
+        log.error(
+            "every thread's stack when the call was given up:\n%s",
+            "".join(f"Thread {name} (most recent call last):\n{stack}" for name, stack in stacks).rstrip("\n"),
         )
-        main_frame = sys._current_frames().get(main_thread)
-        stack = "".join(traceback.format_stack(main_frame)) if main_frame is not None else ""
-        where = f"Handler stack when it was given up (most recent call last):\n{stack}" if stack else ""
-        reply = error_reply(PROCESSING_ERROR, exc, self.config.reply_format, traceback_text=where)
-        log.error("[id=%s] processing_error: %s", _id_for_log(message_id), _for_log(error_message(reply)))
         if conn is not None:
             self._write_reply(conn, wire_bytes(encode_error(reply)), message_id)
+        if self._access is not None:
+            self._access(message_id, code, 0, time.perf_counter() - in_flight[2] if in_flight else 0.0)
         self._remove_own_files()
+        self.log_lines.flush_access()
         logging.shutdown()
-        os._exit(EXIT_HANDLER_STUCK)
 
 
 # --------------------------------------------------------------------------
@@ -1428,46 +1951,44 @@ def close_handler(instance):
 
 def main(environ=None, argv=()):
     environ = os.environ if environ is None else environ
-    if list(argv) == ["--probe"]:
-        return probe(environ)
     if argv:
-        sys.stderr.write(f"asya-runtime: error: unknown arguments {list(argv)!r}; the only one is --probe\n")
-        return 2
+        return command(environ, list(argv))
+    try:
+        log_format = log_format_from(environ)
+    except StartupError as exc:
+        return startup_failed(exc, LogLines())
+    log_lines = LogLines(log_format)
     try:
         config = load_config(environ)
+        log_lines = LogLines(config.log_format, config.log_level, config.access_log)
+        # Before the handler's module is imported: its import-time records are formatted too.
+        log_lines.install()
         prepare_socket_dir(config.socket_dir)
         handler, instance = load_handler_and_instance(config.handler)
-        server = ActorServer(config, handler)
+        server = ActorServer(config, handler, log_lines)
         # Installed before the socket exists, so no stop signal can leave it stale.
         signal.signal(signal.SIGTERM, server.shutdown)
         signal.signal(signal.SIGINT, server.shutdown)
         warm_up_glibc_heap()
         server.bind()
     except StartupError as exc:
-        sys.stderr.write(f"asya-runtime: error: {exc}\n")
-        if getattr(exc, "show_traceback", False):
-            cause = exc.__context__
-            traceback.print_exception(type(cause), cause, _user_traceback(cause), file=sys.stderr)
-        sys.stderr.flush()
-        return exc.exit_code
+        return startup_failed(exc, log_lines)
 
-    logging.basicConfig(
-        level=config.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s asya-runtime: %(message)s",
-    )
     log.info(
-        "ready: python %s, handler %s, mode %s, replies %s, socket %s, max message %d bytes, chunk %d bytes, "
-        "validation %s, deadline %s",
+        "ready: asya runtime %s, python %s, handler %s, mode %s, replies %s, socket %s, max message %d bytes, "
+        "chunk %d bytes, validation %s, deadline %s, access log %s, log format %s",
+        __version__,
         sys.version.split()[0],
         config.handler,
         config.handler_mode,
-        config.reply_format,
+        config.dialect.name,
         server.socket_path,
         config.max_message_size,
         config.chunk_size,
         "on" if config.enable_validation else "off",
         f"{config.handler_timeout:g} s" if config.handler_timeout else "off",
+        "on" if log_lines.access_on else "off",
+        config.log_format,
     )
     try:
         server.serve_forever()
@@ -1476,6 +1997,128 @@ def main(environ=None, argv=()):
         log.info("stopped: socket %s removed", server.socket_path)
         close_handler(instance)
     return 0
+
+
+def startup_failed(exc, log_lines):
+    """One line that says what to fix (then, for a failing user module, only the user's traceback)."""
+    details = ""
+    if getattr(exc, "show_traceback", False):
+        cause = exc.__context__
+        details = "".join(traceback.format_exception(type(cause), cause, _user_traceback(cause)))
+    if log_lines.json:
+        fields = {"exit_code": exc.exit_code}
+        if details:
+            fields["traceback"] = details
+        log_lines.write_now(logging.CRITICAL, f"error: {exc}", **fields)
+    else:
+        sys.stderr.write(f"asya-runtime: error: {exc}\n{details}")
+        sys.stderr.flush()
+    return exc.exit_code
+
+
+# --------------------------------------------------------------------------
+# Commands: a test message, the probe, the version; the monitor process.
+# --------------------------------------------------------------------------
+
+EXIT_CALL_ERROR_REPLY = 1
+EXIT_NO_RUNTIME = 2
+
+
+def command(environ, argv):
+    """Everything but serving: asya_runtime.py --call JSON | --probe | --version."""
+    import argparse  # only commands pay for it
+
+    parser = argparse.ArgumentParser(
+        prog="asya_runtime.py",
+        description="The asya actor runtime. Without arguments it serves ASYA_HANDLER on "
+        "ASYA_SOCKET_DIR/asya-runtime.sock (docs/protocol.md); these options talk to a runtime that does.",
+        epilog="--call exits 0 on an ok reply, 1 on an error reply, 2 when no runtime answers.",
+    )
+    parser.add_argument(
+        "--call",
+        metavar="JSON",
+        help="send one test message to the runtime serving ASYA_SOCKET_DIR and print its reply; "
+        "JSON is the payload ('-' reads it from stdin), wrapped in an envelope with a new id and a one-actor route",
+    )
+    parser.add_argument("--envelope", action="store_true", help="with --call: send JSON as the whole envelope")
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="with --call: give up after this long (default: wait)"
+    )
+    parser.add_argument(
+        "--probe", action="store_true", help="exit 0 if a runtime serves ASYA_SOCKET_DIR (a Kubernetes probe)"
+    )
+    parser.add_argument("--version", action="version", version=f"asya runtime {__version__}")
+    parser.add_argument("--monitor", help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.monitor:
+        return monitor(options.monitor)
+    if options.probe and options.call is None:
+        return probe(environ)
+    if options.call is None or options.probe:
+        parser.error("give one of --call JSON, --probe or --version")
+    if options.envelope is False and options.timeout is not None and options.timeout <= 0:
+        parser.error("--timeout must be more than 0 seconds")
+    return call_runtime(environ, options.call, options.envelope, options.timeout, parser)
+
+
+def call_runtime(environ, text, as_envelope, timeout, parser):
+    """--call: one message through the socket, as a sidecar sends it; the reply on stdout."""
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        parser.error(f"--call: not JSON: {exc}")
+    if as_envelope:
+        envelope = value
+    else:
+        actor = environ.get("ASYA_ACTOR_NAME", "").strip() or "asya-call"
+        envelope = {
+            "id": f"call-{os.urandom(8).hex()}",
+            "route": {"actors": [actor], "current": 0},
+            "headers": {},
+            "payload": value,
+        }
+    try:
+        socket_path = os.path.join(socket_dir_from(environ), SOCKET_NAME)
+    except StartupError as exc:
+        return _call_failed(str(exc))
+    body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(timeout)
+        try:
+            conn.connect(socket_path)
+        except OSError as exc:
+            return _call_failed(f"no runtime answers on {socket_path}: {exc.strerror or exc}")
+        conn.sendall(HEADER.pack(len(body)) + body)
+        received = bytearray()
+        while True:
+            chunk = conn.recv(1024 * 1024)
+            if not chunk:
+                break
+            received += chunk
+    except socket.timeout:
+        return _call_failed(f"no reply from {socket_path} within {timeout:g} s")
+    except OSError as exc:
+        return _call_failed(f"the connection to {socket_path} failed: {exc.strerror or exc}")
+    finally:
+        conn.close()
+    if len(received) < HEADER.size or HEADER.unpack_from(received)[0] != len(received) - HEADER.size:
+        return _call_failed(f"the runtime closed the connection without a whole reply ({len(received)} bytes)")
+    reply = json.loads(received[HEADER.size :].decode("utf-8"))
+    sys.stdout.write(json.dumps(reply, ensure_ascii=False, indent=2) + "\n")
+    is_error = (
+        reply.get("status") != "ok"
+        if isinstance(reply, dict)
+        else any(isinstance(item, dict) and "error" in item and "payload" not in item for item in reply)
+    )
+    return EXIT_CALL_ERROR_REPLY if is_error else 0
+
+
+def _call_failed(why):
+    sys.stderr.write(f"asya-runtime --call: {why}\n")
+    return EXIT_NO_RUNTIME
 
 
 if __name__ == "__main__":

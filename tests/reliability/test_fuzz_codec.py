@@ -44,7 +44,7 @@ def test_decode_message_refuses_trailing_data_like_json_loads(value, tail):
 
 @given(value=json_values)
 def test_encode_reply_is_byte_for_byte_compact_utf8_json_dumps(value):
-    reply = asya_runtime.ok_reply({"payload": value})
+    reply = asya_runtime.STATUS.ok({"payload": value})
     expected = json.dumps(reply, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
     assert asya_runtime.wire_bytes(asya_runtime.encode_reply(reply)) == expected
@@ -52,6 +52,6 @@ def test_encode_reply_is_byte_for_byte_compact_utf8_json_dumps(value):
 
 @given(value=json_values)
 def test_the_ascii_first_path_gives_the_same_bytes(value):
-    reply = asya_runtime.ok_reply({"payload": value})
+    reply = asya_runtime.STATUS.ok({"payload": value})
 
     assert asya_runtime.encode_reply(reply, plain_ascii_likely=True) == asya_runtime.encode_reply(reply)

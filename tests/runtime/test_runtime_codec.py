@@ -9,12 +9,12 @@ import pytest
 
 import asya_runtime
 from asya_runtime import (
+    STATUS,
     ProcessingError,
     copy_json,
     decode_message,
     encode_reply,
     is_plain_ascii,
-    ok_reply,
     wire_bytes,
 )
 
@@ -66,13 +66,13 @@ def test_a_failed_encode_leaves_nothing_behind_for_the_next_message():
     looped = {"shared": shared}
     looped["self"] = looped
     with pytest.raises(ProcessingError) as raised:
-        encode_reply(ok_reply({"payload": looped}))
+        encode_reply(STATUS.ok({"payload": looped}))
     assert "Circular reference detected" in str(raised.value)
 
     # The same objects, no longer circular: a stale mark from the failed
     # attempt would make this look circular too.
     del looped["self"]
-    data = wire_bytes(encode_reply(ok_reply({"payload": looped, "again": shared})))
+    data = wire_bytes(encode_reply(STATUS.ok({"payload": looped, "again": shared})))
 
     assert json.loads(data) == {
         "status": "ok",
@@ -82,16 +82,16 @@ def test_a_failed_encode_leaves_nothing_behind_for_the_next_message():
 
 def test_a_value_met_twice_without_a_cycle_is_encoded_twice():
     twice = {"a": 1}
-    assert wire_bytes(encode_reply(ok_reply({"payload": [twice, twice]}))) == (
+    assert wire_bytes(encode_reply(STATUS.ok({"payload": [twice, twice]}))) == (
         b'{"status":"ok","result":{"payload":[{"a":1},{"a":1}]}}'
     )
 
 
 def test_encode_reply_matches_json_dumps_byte_for_byte():
     value = {"payload": {"t": 'é\u2028\x7f\x00"\\', "n": [1, -2.5, 1e300, True, None], "k": {}}}
-    expected = json.dumps(ok_reply(value), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    expected = json.dumps(STATUS.ok(value), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
-    assert wire_bytes(encode_reply(ok_reply(value))) == expected
+    assert wire_bytes(encode_reply(STATUS.ok(value))) == expected
 
 
 def test_copy_json_is_deep_and_equal():
@@ -118,7 +118,7 @@ def test_copy_json_is_deep_and_equal():
     ids=["base64", "numbers", "newline", "quote-backslash", "non-ascii", "del-nul", "lone-surrogate"],
 )
 def test_the_ascii_first_path_gives_the_same_bytes(payload):
-    reply = ok_reply({"payload": payload})
+    reply = STATUS.ok({"payload": payload})
 
     assert encode_reply(reply, plain_ascii_likely=True) == encode_reply(reply, plain_ascii_likely=False)
 
@@ -136,7 +136,7 @@ def test_is_plain_ascii(text, plain):
 def test_without_the_c_accelerator_the_encoder_writes_the_same_text(monkeypatch, ensure_ascii):
     # An interpreter built without _json has no c_make_encoder: the public
     # encoder takes over, with the same output and the same refusals.
-    value = ok_reply({"payload": {"t": "é\n\x7f", "n": [1, 2.5, None, True], "k": {}}})
+    value = STATUS.ok({"payload": {"t": "é\n\x7f", "n": [1, 2.5, None, True], "k": {}}})
     with_c = asya_runtime._compact_encoder(ensure_ascii)
     monkeypatch.setattr(json.encoder, "c_make_encoder", None)
     without_c = asya_runtime._compact_encoder(ensure_ascii)

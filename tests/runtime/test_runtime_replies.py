@@ -5,18 +5,19 @@ import json
 import pytest
 
 from asya_runtime import (
+    LIST,
     PROCESSING_ERROR,
+    STATUS,
     ProcessingError,
     encode_error,
     encode_reply,
     error_reply,
-    ok_reply,
     wire_bytes,
 )
 
 
 def test_ok_reply_is_compact_utf8_json():
-    reply = ok_reply(
+    reply = STATUS.ok(
         {"payload": {"text": "héllo 你好"}, "route": {"actors": ["a"], "current": 0}, "headers": {}}
     )
 
@@ -34,7 +35,7 @@ def test_ok_reply_is_compact_utf8_json():
 )
 def test_nan_and_infinity_are_not_json(value):
     with pytest.raises(ProcessingError) as raised:
-        encode_reply(ok_reply({"payload": {"score": value}}))
+        encode_reply(STATUS.ok({"payload": {"score": value}}))
     assert "not JSON-serialisable" in str(raised.value)
 
 
@@ -43,7 +44,7 @@ def test_nan_and_infinity_are_not_json(value):
 )
 def test_non_serialisable_result_is_a_processing_error(value):
     with pytest.raises(ProcessingError) as raised:
-        encode_reply(ok_reply({"payload": value}))
+        encode_reply(STATUS.ok({"payload": value}))
     assert "not JSON-serialisable" in str(raised.value)
 
 
@@ -52,11 +53,11 @@ def test_result_nested_too_deep_is_a_processing_error():
     for _ in range(100000):
         deep = [deep]
     with pytest.raises(ProcessingError):
-        encode_reply(ok_reply({"payload": deep}))
+        encode_reply(STATUS.ok({"payload": deep}))
 
 
 def test_lone_surrogate_still_gives_valid_json_that_round_trips():
-    reply = ok_reply({"payload": {"text": "broken \ud800 text é"}})
+    reply = STATUS.ok({"payload": {"text": "broken \ud800 text é"}})
 
     data = wire_bytes(encode_reply(reply))
 
@@ -158,9 +159,9 @@ def test_encoded_error_is_ascii_json_even_with_a_lone_surrogate_in_the_message()
 
 def test_list_dialect_ok_reply_is_always_an_array():
     envelope = {"payload": 1, "route": {"actors": ["a"], "current": 1}, "headers": {}}
-    assert ok_reply(envelope, "list") == [envelope]
-    assert ok_reply([envelope, envelope], "list") == [envelope, envelope]
-    assert ok_reply([], "list") == []
+    assert LIST.ok(envelope) == [envelope]
+    assert LIST.ok([envelope, envelope]) == [envelope, envelope]
+    assert LIST.ok([]) == []
 
 
 @pytest.mark.parametrize(
@@ -175,7 +176,7 @@ def test_error_reply_in_both_dialects(code, status_code):
         error = exc
 
     status = error_reply(code, error)
-    listed = error_reply(code, error, "list")
+    listed = error_reply(code, error, LIST)
 
     assert list(status) == ["status", "error", "message", "type", "traceback"]
     assert status["error"] == status_code, "the status dialect has no msg_parsing_error"
