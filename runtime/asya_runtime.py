@@ -226,6 +226,8 @@ def socket_dir_from(environ):
 # Logging: text or JSON lines on stderr; records made during a call carry its id.
 # --------------------------------------------------------------------------
 
+# LogLines.message_id while a message without an id is handled: "[id=-]", "id": null.
+NO_ID = "-"
 # How often the access lines of the messages handled meanwhile are written.
 ACCESS_LOG_INTERVAL = 0.1
 RUNTIME_LOGGER = "asya.runtime"
@@ -336,7 +338,7 @@ class LogLines:
                 "message": message,
             }
             if message_id is not None:
-                entry["id"] = message_id
+                entry["id"] = None if message_id is NO_ID else message_id
             if fields:
                 entry.update(fields)
             return json.dumps(entry, ensure_ascii=False, default=str) + "\n"
@@ -685,15 +687,11 @@ def load_handler_and_instance(spec):
                 not_found, class_name, owner_name, ", ".join(classes) or "none"
             )
         )
-    if not callable(getattr(cls, attribute, None)):
-        # Checked on the class, before __init__ loads a model for nothing.
-        raise HandlerLoadError(
-            "class {!r} of module {!r} has no method {!r} named by ASYA_HANDLER={!r}; its public methods: {}".format(
-                class_name, owner_name, attribute, spec, ", ".join(_public_methods(cls)) or "none"
-            )
-        )
+    where = f"class {class_name!r} of module {owner_name!r}"
+    # Checked on the class first, before __init__ loads a model for nothing.
+    _get_callable(cls, attribute, spec, where)
     instance = _create_instance(cls, spec)
-    return _get_callable(instance, attribute, spec, f"class {class_name!r} of module {owner_name!r}"), instance
+    return _get_callable(instance, attribute, spec, where), instance
 
 
 def _public_methods(cls):
@@ -753,7 +751,10 @@ def _create_instance(cls, spec):
 
 def _get_callable(owner, attribute, spec, where):
     if not hasattr(owner, attribute):
-        module_name = owner.__name__ if isinstance(owner, types.ModuleType) else type(owner).__module__
+        if isinstance(owner, types.ModuleType):
+            module_name = owner.__name__
+        else:  # a class, or an instance of one
+            module_name = (owner if isinstance(owner, type) else type(owner)).__module__
         callables = sorted(
             name
             for name in dir(owner)
@@ -1757,6 +1758,7 @@ class ActorServer:
         """
         config = self.config
         dialect = self.dialect
+        self.log_lines.message_id = NO_ID
         try:
             frame = read_frame(
                 conn, config.chunk_size, config.max_message_size, config.io_timeout, self._scratch
@@ -2030,6 +2032,7 @@ def command(environ, argv):
 
     parser = argparse.ArgumentParser(
         prog="asya_runtime.py",
+        allow_abbrev=False,  # --prob is a typo, not --probe
         description="The asya actor runtime. Without arguments it serves ASYA_HANDLER on "
         "ASYA_SOCKET_DIR/asya-runtime.sock (docs/protocol.md); these options talk to a runtime that does.",
         epilog="--call exits 0 on an ok reply, 1 on an error reply, 2 when no runtime answers.",
