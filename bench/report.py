@@ -61,7 +61,9 @@ def _measure_rows(results, large_chunk):
         )
     for size, row in results["sizes"].items():
         measured = [(large, large_chunk, ""), ("runtime", DEFAULT_CHUNK, "")]
-        measured += [(f"{large}-{variant}", large_chunk, f", {variant}") for variant in variants]
+        # Not every variant runs at every size (the logging ones run with small messages only).
+        measured += [(f"{large}-{variant}", large_chunk, f", {variant}") for variant in variants
+                     if f"{large}-{variant}" in row]
         for name, chunk, variant in measured:
             rows.append(
                 (

@@ -4,6 +4,9 @@ The runtime and the floor are started the same way: the same interpreter, the
 same environment (ASYA_SOCKET_DIR, ASYA_HANDLER, ASYA_CHUNK_SIZE, PYTHONPATH
 for the identity handler), one socket directory each, stderr to a log file.
 Both are scripts: the runtime is run as a pod runs it, `python asya_runtime.py`.
+The log is a regular file, where a container's log ends up too: /dev/null
+would make a log line cheaper than anywhere real, and a pipe nobody reads
+would stall the server once full.
 """
 
 import os
@@ -22,6 +25,10 @@ HANDLER_DIR = os.path.join(REPO, "bench", "handlers")
 HANDLER = "bench_identity.identity"
 SOCKET_NAME = "asya-runtime.sock"
 DEFAULT_CHUNK_SIZE = 4096
+# The kubelet rotates a container's log at 10 MiB (containerLogMaxSize); the
+# bench empties a server's log past the same size, so that a long run of
+# access lines does not fill the disk.
+LOG_LIMIT = 10 * 1024 * 1024
 
 
 def server_environment(socket_dir, chunk_size, extra_env=None):
@@ -110,6 +117,15 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def trim_log(self):
+        """Empty the log once it is past LOG_LIMIT; call it between timed blocks.
+
+        The server's stderr was opened for appending, so its next line goes to
+        the start of the emptied file, not past a hole at the old end.
+        """
+        if os.path.getsize(self.log_path) > LOG_LIMIT:
+            os.truncate(self.log_path, 0)
 
     def log_tail(self, lines=20):
         try:

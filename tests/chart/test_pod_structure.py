@@ -62,6 +62,8 @@ def test_first_class_values_become_asya_variables(package_pod):
     assert env["ASYA_CHUNK_SIZE"] == "4096"
     assert env["ASYA_ENABLE_VALIDATION"] == "true"
     assert env["ASYA_LOG_LEVEL"] == "INFO"
+    assert env["ASYA_LOG_FORMAT"] == "text"
+    assert env["ASYA_ACCESS_LOG"] == "true"
     # 0 means "the runtime's default", so the chart leaves the variable out.
     assert "ASYA_MAX_MESSAGE_SIZE" not in env
 
@@ -74,6 +76,15 @@ def test_envelope_mode_values(ci_renders):
     assert env["ASYA_CHUNK_SIZE"] == "65536"
     # A large integer must reach the runtime as digits, not as 1.34217728e+08.
     assert env["ASYA_MAX_MESSAGE_SIZE"] == "134217728"
+
+
+def test_log_values_reach_the_runtime(chart):
+    values = runtime_values()
+    values.update(logFormat="json", accessLog=False)
+    env = dict(env_of(container(pod_spec(chart.template(values)), "asya-runtime")))
+    assert env["ASYA_LOG_FORMAT"] == "json"
+    # Rendered as the word the runtime parses, like the other booleans, not YAML's False.
+    assert env["ASYA_ACCESS_LOG"] == "false"
 
 
 def test_container_env_wins_over_chart_values(chart):

@@ -208,6 +208,8 @@ SCHEMA_FAILURES = {
     "handler-as-a-path": ({"handler": "/foo/bar/script.py"}, "/handler"),
     "validation-as-text": ({"enableValidation": "yes"}, "/enableValidation"),
     "unknown-log-level": ({"logLevel": "VERBOSE"}, "/logLevel"),
+    "unknown-log-format": ({"logFormat": "xml"}, "/logFormat"),
+    "access-log-as-text": ({"accessLog": "off"}, "/accessLog"),
     "actor-name-with-capitals": ({"actorName": "Resize"}, "/actorName"),
     "unknown-reply-format": ({"replyFormat": "json"}, "/replyFormat"),
     "negative-handler-timeout": ({"handlerTimeout": -1}, "/handlerTimeout"),
@@ -255,3 +257,10 @@ def test_schema_rejects_bad_values(outcomes, helm_major, case):
     error = refusal(outcomes, ("schema", case))
     assert "values don't meet the specifications of the schema" in error
     assert (expected_message if helm_major == "helm4" else in_helm3_words(expected_message)) in error
+
+
+def test_unknown_log_format_is_refused_with_the_formats_to_choose_from(outcomes, helm_major):
+    error = refusal(outcomes, ("schema", "unknown-log-format"))
+    choices = {"helm4": "/logFormat': value must be one of 'text', 'json'",
+               "helm3": 'logFormat must be one of the following: "text", "json"'}
+    assert choices[helm_major] in error

@@ -208,3 +208,18 @@ def test_an_actor_may_turn_off_a_default_that_is_true(chart):
     assert "livenessProbe" not in lenient
     assert dict(env_of(strict))["ASYA_ENABLE_VALIDATION"] == "true"
     assert "livenessProbe" in strict
+
+
+def test_each_actor_may_choose_its_own_log_settings(chart):
+    values = runtime_values()
+    values["actors"] = [{"name": "quiet", "accessLog": False, "logFormat": "json"},
+                        {"name": "plain"}]
+    deployments = by_kind(chart.template_all(values), "Deployment")
+
+    def runtime_env(name):
+        spec = pod_spec({"Deployment": deployments[f"demo-asya-actor-{name}"]})
+        return dict(env_of(container(spec, "asya-runtime")))
+
+    quiet, plain = runtime_env("quiet"), runtime_env("plain")
+    assert (quiet["ASYA_ACCESS_LOG"], quiet["ASYA_LOG_FORMAT"]) == ("false", "json")
+    assert (plain["ASYA_ACCESS_LOG"], plain["ASYA_LOG_FORMAT"]) == ("true", "text")

@@ -59,6 +59,8 @@ Output: JSON list of env entries.
 {{- $chartEnv = append $chartEnv (dict "name" "ASYA_MAX_MESSAGE_SIZE" "value" (include "asya-actor.digits" $a.maxMessageSize)) }}
 {{- end }}
 {{- $chartEnv = append $chartEnv (dict "name" "ASYA_LOG_LEVEL" "value" $a.logLevel) }}
+{{- $chartEnv = append $chartEnv (dict "name" "ASYA_LOG_FORMAT" "value" $a.logFormat) }}
+{{- $chartEnv = append $chartEnv (dict "name" "ASYA_ACCESS_LOG" "value" (ternary "true" "false" $a.accessLog)) }}
 {{- $chartEnv = append $chartEnv (dict "name" "ASYA_REPLY_FORMAT" "value" $a.replyFormat) }}
 {{- if gt ($a.handlerTimeout | float64) 0.0 }}
 {{- $chartEnv = append $chartEnv (dict "name" "ASYA_HANDLER_TIMEOUT" "value" (toString $a.handlerTimeout)) }}
