@@ -57,7 +57,7 @@ def runtime_factory(python, socket_dir, tmp_path):
     """start(handler, scenario, **env) -> a ready RuntimeProcess; all are killed at teardown."""
     started = []
 
-    def start(handler, scenario, env=None, wait=True, directory=None):
+    def start(handler, scenario, env=None, wait=True, directory=None, python=python):
         runtime = RuntimeProcess(
             handler,
             python=python,

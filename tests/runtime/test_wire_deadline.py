@@ -7,9 +7,13 @@ reaches it) is answered by the runtime after the grace period, which then
 exits with code 4 so that Kubernetes restarts the container.
 """
 
+import signal
+import subprocess
+import time
+
 import pytest
 
-from asya_testkit.wire import call, envelope_for, reply_error
+from asya_testkit.wire import call, connect, encode_envelope, envelope_for, frame, read_until_eof, reply_error
 
 DEADLINE = {"ASYA_HANDLER_TIMEOUT": "0.5"}
 LIST = {"ASYA_REPLY_FORMAT": "list"}
@@ -103,3 +107,44 @@ def test_a_bad_timeout_is_a_startup_error_naming_the_variable(python, socket_dir
 
     assert code == 2
     assert stderr.splitlines()[0].startswith(f"asya-runtime: error: ASYA_HANDLER_TIMEOUT={value!r} {says}")
+
+
+def _unshare_pid_namespace_works():
+    try:
+        return subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("as_pid_1", [False, True], ids=["child", "pid-1"])
+def test_a_call_stuck_in_c_holding_the_gil_ends_the_process(runtime_factory, python, tmp_path, as_pid_1):
+    """No Python thread can run; the monitor process ends the runtime, every thread's stack in the log.
+
+    As PID 1 of its PID namespace (a container's main process) a signal's
+    default action would be ignored: the exit must come from a handler.
+    """
+    if as_pid_1:
+        if not _unshare_pid_namespace_works():
+            pytest.skip("unshare --pid --fork is not permitted here (needs root or user namespaces)")
+        # The interpreter started as PID 1 of a new PID namespace.
+        wrapper = tmp_path / "python-as-pid-1"
+        wrapper.write_text(f'#!/bin/sh\nexec unshare --pid --fork --kill-child {python.path} "$@"\n')
+        wrapper.chmod(0o755)
+        python = wrapper
+    runtime = runtime_factory("hangs.holds_gil", "hangs", DEADLINE, python=python)
+
+    with connect(runtime.socket_path) as client:
+        client.sendall(frame(encode_envelope(envelope_for({}, id="holds-gil"))))
+        sent = time.monotonic()
+        code = runtime.wait_exit(timeout=90)
+        took = time.monotonic() - sent
+        stream = read_until_eof(client)
+
+    log = runtime.log_text()
+    assert code == int(signal.SIGUSR1), log  # libc's _exit(signal number), from the last resort
+    assert took <= 0.5 + 2 + 5, f"exited {took:.1f} s after the message (deadline 0.5 s, grace 2 s)"
+    assert "ran no Python code" in log and "a call stuck in C code that holds the GIL" in log
+    assert "in holds_gil" in log, "the handler's stack"
+    assert log.count("Thread 0x") + log.count("Current thread 0x") >= 2, "every thread's stack"
+    assert stream == b"", "no partial reply: the sidecar sees the connection close"

@@ -89,6 +89,41 @@ def test_class_mistakes_exit_3_before_the_socket_exists(python, socket_dir, hand
     assert not (socket_dir / "runtime-ready").exists()
 
 
+def test_a_class_without_a_method_exits_3_naming_its_public_methods(python, socket_dir):
+    code, stderr = _start_error(python, socket_dir, "model.Model")
+
+    first_line = stderr.splitlines()[0]
+    assert code == 3
+    assert first_line.startswith(ERROR_PREFIX + "ASYA_HANDLER='model.Model' names a class, not a function")
+    assert "ASYA_HANDLER=model.Model.close" in first_line or "ASYA_HANDLER=model.Model.predict" in first_line
+    assert "its public methods: close, predict, predict_async, route" in first_line
+    assert not (socket_dir / "asya-runtime.sock").exists()
+
+
+@pytest.mark.parametrize("method, starts", [("predcit", False), ("predict", True)])
+def test_a_missing_method_is_found_before_init_loads_the_model(
+    python, socket_dir, tmp_path, runtime_factory, method, starts
+):
+    marker = tmp_path / "init-ran"
+    handler = f"model.LeavesInitMarker.{method}"
+    if starts:  # the control: with the right name, __init__ runs and leaves its marker
+        runtime_factory(handler, "class_handler", {"MODEL_INIT_MARKER": str(marker)})
+        assert marker.read_text() == "init\n"
+        return
+    env = {
+        "ASYA_HANDLER": handler,
+        "ASYA_SOCKET_DIR": str(socket_dir),
+        "PYTHONPATH": str(HANDLERS_DIR / "class_handler"),
+        "MODEL_INIT_MARKER": str(marker),
+    }
+
+    code, _, stderr = run_to_exit(python, env)
+
+    assert code == 3
+    assert "has no attribute 'predcit'" in stderr.splitlines()[0] and "predict" in stderr.splitlines()[0]
+    assert not marker.exists(), "__init__ did not run"
+
+
 def test_an_exception_in_init_exits_3_with_the_users_traceback(python, socket_dir):
     code, stderr = _start_error(python, socket_dir, "model.BrokenInit.predict")
 

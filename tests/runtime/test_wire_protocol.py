@@ -302,6 +302,34 @@ def test_oversized_length_is_refused_without_the_body_being_sent(shared_runtime)
     assert_still_serving(runtime.socket_path)
 
 
+HTTP_REQUESTS = [
+    b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b'POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}',
+]
+
+
+@pytest.mark.parametrize("request_bytes", HTTP_REQUESTS, ids=["GET", "POST"])
+@pytest.mark.parametrize("max_size", [None, "2147483648"], ids=["default-limit", "2GiB-limit"])
+def test_an_http_request_is_told_what_the_socket_speaks(shared_runtime, request_bytes, max_size):
+    # Even with a limit above the "length" its first 4 letters make (GET = 1.2 GB).
+    runtime = shared_runtime("echo.echo", "echo", env={"ASYA_MAX_MESSAGE_SIZE": max_size} if max_size else None)
+
+    with connect(runtime.socket_path) as client:
+        client.sendall(request_bytes)
+        reply = json.loads(read_reply(client).decode("utf-8"))
+
+    request_line = request_bytes.split(b"\r\n")[0].decode()
+    assert (reply["status"], reply["error"]) == ("error", "connection_error")
+    assert f"HTTP request ({request_line!r})" in reply["message"]
+    assert "4-byte big-endian length-prefixed JSON frames, not HTTP" in reply["message"]
+    assert "docs/protocol.md" in reply["message"]
+    wait_for(
+        lambda: any("not HTTP" in line and "docs/protocol.md" in line for line in runtime.log_lines()),
+        "the hint in the runtime's log",
+    )
+    assert_still_serving(runtime.socket_path)
+
+
 def test_frame_at_the_size_limit_is_accepted(shared_runtime):
     runtime = shared_runtime("echo.echo", "echo", env={"ASYA_MAX_MESSAGE_SIZE": "1024"})
     body = encode_envelope(envelope_for("x"))

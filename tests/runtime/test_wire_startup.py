@@ -213,3 +213,19 @@ def test_startup_log_line_names_python_handler_mode_and_socket(runtime_factory, 
     assert "handler envelope_router.drop" in line
     assert "mode envelope" in line
     assert f"socket {runtime.socket_path}" in line
+
+
+def test_python_older_than_3_7_exits_2_before_anything_else(socket_dir):
+    from asya_testkit.interpreters import find_interpreter
+
+    old, why_missing = find_interpreter(6)
+    if old is None:
+        pytest.skip(f"no CPython 3.6 to run the runtime with: {why_missing}")
+    env = dict(clean_environment(), ASYA_HANDLER="echo.echo", ASYA_SOCKET_DIR=str(socket_dir))
+
+    code, stdout, stderr = run_to_exit(old, env)
+
+    assert code == 2
+    assert stderr == f"asya runtime needs Python 3.7 or newer (this is {old.version})\n"
+    assert stdout == ""
+    assert not socket_dir.exists() or not any(socket_dir.iterdir()), "nothing was created"

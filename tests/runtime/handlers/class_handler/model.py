@@ -53,3 +53,14 @@ class BrokenInit:
 
 class NotCallableAttribute:
     threshold = 0.5
+
+
+class LeavesInitMarker:
+    """__init__ leaves a file behind: a test sees whether it ran."""
+
+    def __init__(self):
+        with open(os.environ["MODEL_INIT_MARKER"], "a") as marker:
+            marker.write("init\n")
+
+    def predict(self, payload):
+        return payload

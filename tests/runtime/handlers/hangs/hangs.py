@@ -45,3 +45,15 @@ async def sleeps_async(payload):
     if payload.get("quick"):
         return {"quick": True}
     await asyncio.sleep(3600)
+
+
+def holds_gil(payload):
+    # C code that never returns and keeps the GIL: no Python thread of the
+    # runtime can run, the deadline's watchdog included. PyDLL calls keep the
+    # GIL; a default pthread mutex locked twice by one thread waits forever.
+    import ctypes
+
+    libc = ctypes.PyDLL(None)
+    mutex = ctypes.create_string_buffer(64)  # zeroed: PTHREAD_MUTEX_INITIALIZER on glibc
+    libc.pthread_mutex_lock(mutex)
+    libc.pthread_mutex_lock(mutex)
