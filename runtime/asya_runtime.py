@@ -13,13 +13,15 @@ answers exactly once per message::
           [u32 length][UTF-8 JSON reply]     <-  build reply, write frame, close
 
 Replies come in two dialects (ASYA_REPLY_FORMAT): "status", this project's
-object, and "list", the array the asya Go sidecar decodes.
+object, and "list", the array the asya Go sidecar decodes; one dialect object,
+chosen with the configuration, shapes every reply.
 
 The file reads top to bottom in the order a message flows through it:
 
-    configuration  ->  framing  ->  handler loading  ->  decoding
+    configuration  ->  logging  ->  framing  ->  handler loading  ->  decoding
     ->  envelope validation  ->  dispatch  ->  replies  ->  handler calls
-    ->  server loop  ->  probe  ->  main
+    (and the deadline)  ->  server loop  ->  probe  ->  main  ->  commands
+    (--call, --version, the deadline's --monitor process)
 
 Only the standard library is used, and only what CPython 3.7 already has, so
 the same file runs inside any model image with whatever interpreter it ships.
@@ -2019,7 +2021,7 @@ def startup_failed(exc, log_lines):
 
 
 # --------------------------------------------------------------------------
-# Commands: a test message, the probe, the version; the monitor process.
+# Commands: a test message, the version (--probe and --monitor live with what they serve).
 # --------------------------------------------------------------------------
 
 EXIT_CALL_ERROR_REPLY = 1
