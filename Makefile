@@ -104,6 +104,7 @@ readme-generator: $(README_GENERATOR) ## install the pinned readme-generator-for
 chart-readme: readme-generator ## regenerate the values table of charts/asya-actor/README.md from the @param comments in values.yaml
 	$(README_GENERATOR) --values charts/asya-actor/values.yaml --readme charts/asya-actor/README.md
 
+# ---------------------------------------------------------------- images
 .PHONY: base-images
 base-images: podman ## build the local base images (debootstrap; no registry needed)
 	bash tools/build-base-images.sh
