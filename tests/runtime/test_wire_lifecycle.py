@@ -5,40 +5,13 @@ once the test creates payload["gate"], so every ordering here is set by the
 test itself, never by how long something takes.
 """
 
-import json
 import signal
 import threading
 
 import pytest
 
-from asya_testkit.wait import wait_for
-from asya_testkit.wire import call, connect, encode_envelope, envelope_for, frame, read_reply, read_until_eof
-
-
-class GatedMessage:
-    """One message to the slow handler, sent on its own connection."""
-
-    def __init__(self, directory, tag, gate=None):
-        self.started = directory / f"started-{tag}"
-        self.gate = gate or directory / f"gate-{tag}"
-        self.tag = tag
-        self.client = None
-
-    def send(self, socket_path):
-        payload = {"started": str(self.started), "gate": str(self.gate), "tag": self.tag}
-        self.client = connect(socket_path)
-        self.client.sendall(frame(encode_envelope(envelope_for(payload))))
-        return self
-
-    def wait_started(self):
-        wait_for(self.started.exists, f"the handler to start message {self.tag}")
-
-    def release(self):
-        self.gate.touch()
-
-    def reply(self):
-        with self.client:
-            return json.loads(read_reply(self.client).decode("utf-8"))
+from asya_testkit.gated import GatedMessage
+from asya_testkit.wire import call, envelope_for, read_until_eof
 
 
 def test_sigterm_while_idle_exits_0_and_removes_the_socket(runtime_factory):

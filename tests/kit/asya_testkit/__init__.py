@@ -9,5 +9,6 @@ itself.
 Modules: paths (where the runtime is), wire (the frame client), process
 (ChildProcess, RuntimeProcess), inprocess (the runtime's own code on a
 socketpair), wait (wait_for, wait_until_accepting), interpreters (the one
-supported range and interpreter discovery).
+supported range and interpreter discovery), logs (reading the runtime's log
+lines, text or JSON), gated (a message to the gated handler fixture).
 """

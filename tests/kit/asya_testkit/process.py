@@ -260,11 +260,16 @@ class RuntimeProcess(ChildProcess):
             self.close()
 
 
-def run_to_exit(python, env, cwd=None, script=RUNTIME_SCRIPT, timeout=HANG_GUARD_SECONDS):
-    """Run the runtime expecting it to exit on its own; return (returncode, stdout, stderr)."""
+def run_to_exit(python, env, cwd=None, script=RUNTIME_SCRIPT, timeout=HANG_GUARD_SECONDS, args=(), stdin=None):
+    """Run the runtime expecting it to exit on its own; return (returncode, stdout, stderr).
+
+    args: its command-line options (--call JSON, --version, ...); stdin: text
+    for its standard input, which is otherwise closed.
+    """
     completed = subprocess.run(
-        [getattr(python, "path", python), str(script)],
-        stdin=subprocess.DEVNULL,
+        [getattr(python, "path", python), str(script), *args],
+        stdin=subprocess.DEVNULL if stdin is None else None,
+        input=None if stdin is None else stdin.encode("utf-8"),
         capture_output=True,
         env=env,
         cwd=cwd,
