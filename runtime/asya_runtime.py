@@ -300,14 +300,18 @@ class LogLines:
         self._pending.append((time.time(), message_id, outcome, outputs, seconds))
 
     def flush_access(self):
-        if not self._pending:
+        """Write the queued access lines. Always under the lock, even when the
+        queue looks empty: the writer thread may hold lines it has taken but
+        not yet written, and a record must not overtake them."""
+        if self._lock is None:  # never installed: nothing is queued
             return
         with self._lock:
             lines = []
             pending = self._pending
             while pending:
                 lines.append(self._access_line(*pending.popleft()))
-            self._write("".join(lines))
+            if lines:
+                self._write("".join(lines))
 
     def _write_periodically(self):
         while True:
@@ -419,6 +423,18 @@ class _InOrderHandler(logging.StreamHandler):
         logging.StreamHandler.emit(self, record)
 
 
+class _BytesToText:
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, data):
+        self.stream.write(bytes(data).decode("utf-8", "backslashreplace"))
+        return len(data)
+
+    def flush(self):
+        self.stream.flush()
+
+
 class _JsonLinesStream:
     """sys.stdout / sys.stderr under ASYA_LOG_FORMAT=json: each line written becomes a JSON line."""
 
@@ -447,6 +463,11 @@ class _JsonLinesStream:
         with lines._lock:
             lines.flush_access()
             lines._write(lines.line(self.levelno, self.name, line, lines.message_id))
+
+    @property
+    def buffer(self):
+        """For code that writes bytes (sys.stdout.buffer.write): decoded, then the same lines."""
+        return _BytesToText(self)
 
     def fileno(self):
         return (sys.__stdout__ if self.name == "stdout" else sys.__stderr__).fileno()
@@ -1038,6 +1059,8 @@ def call_envelope_mode(handler, envelope, validate, advance_route=False):
 # --------------------------------------------------------------------------
 
 _THIS_FILE = os.path.normcase(os.path.abspath(__file__))
+# Frames left out of a user's traceback: the runtime's and importlib.import_module's.
+_NOT_USER_FILES = frozenset((_THIS_FILE, os.path.normcase(os.path.abspath(importlib.__file__))))
 
 
 def _compact_encoder(ensure_ascii):
@@ -1165,7 +1188,7 @@ def _user_traceback(exc):
     frames, and importlib's when a handler module is imported, are left out."""
     tb = exc.__traceback__
     while tb is not None and (
-        os.path.normcase(tb.tb_frame.f_code.co_filename) == _THIS_FILE
+        os.path.normcase(tb.tb_frame.f_code.co_filename) in _NOT_USER_FILES
         or tb.tb_frame.f_code.co_filename.startswith("<frozen importlib")
     ):
         tb = tb.tb_next
@@ -1769,8 +1792,11 @@ class ActorServer:
             log.debug("client closed without sending a frame")
             return
         except FrameError as exc:
+            started = time.perf_counter()  # the frame's reading is the client's time, not counted
             log.error("%s: %s", CONNECTION_ERROR, exc)
             self._send(conn, wire_bytes(encode_error(error_reply(CONNECTION_ERROR, exc, dialect))), None)
+            if self._access is not None:
+                self._access(None, CONNECTION_ERROR, 0, time.perf_counter() - started)
             return
         except OSError as exc:
             log.warning("client vanished while sending: %s", exc)
@@ -1979,9 +2005,8 @@ def main(environ=None, argv=()):
         return startup_failed(exc, log_lines)
 
     log.info(
-        "ready: asya runtime %s, python %s, handler %s, mode %s, replies %s, socket %s, max message %d bytes, "
-        "chunk %d bytes, validation %s, deadline %s, access log %s, log format %s",
-        __version__,
+        "ready: python %s, handler %s, mode %s, replies %s, socket %s, max message %d bytes, "
+        "chunk %d bytes, validation %s, deadline %s, access log %s, log format %s, asya runtime %s",
         sys.version.split()[0],
         config.handler,
         config.handler_mode,
@@ -1993,6 +2018,7 @@ def main(environ=None, argv=()):
         f"{config.handler_timeout:g} s" if config.handler_timeout else "off",
         "on" if log_lines.access_on else "off",
         config.log_format,
+        __version__,
     )
     try:
         server.serve_forever()
@@ -2061,8 +2087,8 @@ def command(environ, argv):
         return probe(environ)
     if options.call is None or options.probe:
         parser.error("give one of --call JSON, --probe or --version")
-    if options.envelope is False and options.timeout is not None and options.timeout <= 0:
-        parser.error("--timeout must be more than 0 seconds")
+    if options.timeout is not None and not 0 < options.timeout < float("inf"):
+        parser.error("--timeout must be a number of seconds more than 0")
     return call_runtime(environ, options.call, options.envelope, options.timeout, parser)
 
 
@@ -2071,8 +2097,8 @@ def call_runtime(environ, text, as_envelope, timeout, parser):
     if text == "-":
         text = sys.stdin.read()
     try:
-        value = json.loads(text)
-    except ValueError as exc:
+        value = decode_message(text)  # as the runtime will: NaN and Infinity are not JSON
+    except (ValueError, RecursionError) as exc:
         parser.error(f"--call: not JSON: {exc}")
     if as_envelope:
         envelope = value
@@ -2088,7 +2114,8 @@ def call_runtime(environ, text, as_envelope, timeout, parser):
         socket_path = os.path.join(socket_dir_from(environ), SOCKET_NAME)
     except StartupError as exc:
         return _call_failed(str(exc))
-    body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # ASCII escapes: a lone surrogate (valid in JSON text) stays valid on the wire.
+    body = json.dumps(envelope, separators=(",", ":")).encode("ascii")
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.settimeout(timeout)
@@ -2112,7 +2139,10 @@ def call_runtime(environ, text, as_envelope, timeout, parser):
     if len(received) < HEADER.size or HEADER.unpack_from(received)[0] != len(received) - HEADER.size:
         return _call_failed(f"the runtime closed the connection without a whole reply ({len(received)} bytes)")
     reply = json.loads(received[HEADER.size :].decode("utf-8"))
-    sys.stdout.write(json.dumps(reply, ensure_ascii=False, indent=2) + "\n")
+    # UTF-8 whatever the locale; a lone surrogate is written as its JSON escape, as on the wire.
+    sys.stdout.flush()
+    sys.stdout.buffer.write(wire_bytes(json.dumps(reply, ensure_ascii=False, indent=2) + "\n"))
+    sys.stdout.flush()
     is_error = (
         reply.get("status") != "ok"
         if isinstance(reply, dict)
