@@ -1621,6 +1621,7 @@ class ActorServer:
         self.caller = HandlerCaller(handler)
         self.deadline = Deadline(config.handler_timeout) if config.handler_timeout else None
         self.call = self.deadline.guard(self.caller.call) if self.deadline else self.caller.call
+        self._reply_lock = self.deadline.reply_lock if self.deadline else None
         self.log_lines = log_lines if log_lines is not None else LogLines()
         self._access = self.log_lines.access if self.log_lines.access_on else None
         self.socket_path = os.path.join(config.socket_dir, SOCKET_NAME)
@@ -1863,11 +1864,12 @@ class ActorServer:
     def _send(self, conn, data, message_id):
         # No shutdown(SHUT_WR) after the reply: serve_forever closes the
         # connection right away, which ends the stream for the client too.
-        if self.deadline is not None:
-            with self.deadline.reply_lock:
-                self._write_reply(conn, data, message_id)
-        else:
+        reply_lock = self._reply_lock  # the Deadline's: its watchdog may answer a stuck call
+        if reply_lock is None:
             self._write_reply(conn, data, message_id)
+        else:
+            with reply_lock:
+                self._write_reply(conn, data, message_id)
 
     def _write_reply(self, conn, data, message_id):
         try:
