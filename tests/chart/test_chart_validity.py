@@ -163,6 +163,11 @@ def test_helm_install_dry_run_client(chart):
     assert "kubectl --namespace models rollout status deployment/thumbnailer-asya-actor" in result.stdout
     assert "logs deployment/thumbnailer-asya-actor -c asya-runtime" in result.stdout
     assert "helm test thumbnailer --namespace models --logs" in result.stdout
+    # ... and how to send it one test message through the runtime in the pod.
+    assert (
+        "kubectl --namespace models exec deployment/thumbnailer-asya-actor -c asya-runtime -- "
+        "python3 /opt/asya/asya_runtime.py --call '{\"your\": \"payload\"}'"
+    ) in result.stdout
 
 
 def test_notes_list_every_actor_of_a_release(chart):

@@ -10,6 +10,8 @@ dialect (flavor fake on RabbitMQ). The tests only publish envelopes and read
 happy-end / error-end, logs and exit codes.
 """
 
+import json
+
 import e2e_session
 import pytest
 from backends.base import RUNTIME_CONTAINER, SIDECAR_CONTAINER
@@ -55,6 +57,31 @@ def test_package_handler_in_payload_mode_runs_under_python3_from_path(backend, q
     # ([python3, /opt/asya/asya_runtime.py]).
     init_log = backend.logs(PACKAGE_HANDLER, "asya-runtime-init")
     assert "copied asya_runtime.py to /opt/asya" in init_log
+
+
+@pytest.mark.releases(PACKAGE_HANDLER, CONDA_SCRIPT)
+@pytest.mark.parametrize(
+    "release, python, payload, check",
+    [
+        (PACKAGE_HANDLER, "python3", {"name": "Grace"}, lambda out: out["greeting"] == "hello, Grace"),
+        (CONDA_SCRIPT, "/opt/conda/bin/python", {"values": [2, 4]}, lambda out: out["prediction"] == 3),
+    ],
+    ids=["debian-python3", "conda-python37"],
+)
+def test_call_sends_a_test_message_through_the_runtime_in_the_pod(backend, release, python, payload, check):
+    # What NOTES.txt tells a user to run: kubectl exec ... -- python /opt/asya/asya_runtime.py --call JSON
+    backend.wait_ready(release)
+
+    run = backend.exec(release, RUNTIME_CONTAINER, [python, "/opt/asya/asya_runtime.py", "--call", json.dumps(payload)])
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    (output,) = json.loads(run.stdout)  # the asya flavour: the list dialect
+    assert check(output["payload"]), output
+    assert output["route"] == {"actors": ["asya-call"], "current": 1}
+    wait_for(
+        lambda: f"[id={output['id']}] ok outputs=1 duration_ms=" in backend.logs(release, RUNTIME_CONTAINER),
+        "the test message's access line in the runtime's log",
+    )
 
 
 @pytest.mark.releases(CONDA_SCRIPT)

@@ -8,6 +8,7 @@
 """
 
 import hashlib
+import json
 
 import pytest
 
@@ -82,6 +83,14 @@ def test_runtime_copied_and_containers_run_as_the_chart_renders(kube, namespace,
         copied = in_container(kube, namespace, pod_name, RUNTIME_CONTAINER,
                               f"import hashlib; print(hashlib.sha256(open({RUNTIME_IN_POD!r}, 'rb').read()).hexdigest())")
         assert copied == expected_sum, f"{RUNTIME_IN_POD} in {pod_name} is not the repository's runtime"
+
+        # The test message NOTES.txt offers, through kubectl exec, under the pod's
+        # non-root user and read-only root filesystem.
+        called = kube.exec(namespace, pod_name, RUNTIME_CONTAINER,
+                           ["python3", RUNTIME_IN_POD, "--call", '{"ping": 1}'], check=False)
+        assert called.returncode == 0, called.stdout + called.stderr
+        (echoed,) = json.loads(called.stdout)
+        assert echoed["payload"] == {"ping": 1} and echoed["id"].startswith("call-"), echoed
 
         assert live.get("securityContext") == spec.get("securityContext")
         live_containers = {c["name"]: c for c in live.get("initContainers", []) + live["containers"]}
