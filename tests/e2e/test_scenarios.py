@@ -167,6 +167,20 @@ def test_handler_exception_sends_the_message_to_error_end_and_the_actor_keeps_se
     assert record["payload"]["original_payload"] == sent["payload"]
     assert good["payload"] == {"amount": 5, "valid": True}
 
+    # logFormat: json. Every line of the runtime container's log is one object;
+    # the exception is logged once, with the message id and the user's frames.
+    def access_records():
+        lines = backend.logs(RAISES, RUNTIME_CONTAINER).splitlines()
+        records = [json.loads(line) for line in lines]
+        return records if any(r.get("outcome") == "ok" and r.get("id") == "good-1" for r in records) else None
+
+    records = wait_for(access_records, "good-1's access line in the runtime's JSON log")
+    errors = [r for r in records if r["level"] == "ERROR"]
+    assert len(errors) == 1 and errors[0]["id"] == "bad-1", errors
+    assert "require_amount" in errors[0]["message"] and "asya_runtime.py" not in errors[0]["message"]
+    outcomes = {r["id"]: r["outcome"] for r in records if "outcome" in r}
+    assert outcomes == {"bad-1": "processing_error", "good-1": "ok"}
+
 
 @pytest.mark.releases(RAISES_STATUS)
 def test_handler_exception_in_the_status_dialect_gets_this_projects_record(backend, queues):
