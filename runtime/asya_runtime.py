@@ -228,8 +228,15 @@ def socket_dir_from(environ):
 # Logging: text or JSON lines on stderr; records made during a call carry its id.
 # --------------------------------------------------------------------------
 
-# LogLines.message_id while a message without an id is handled: "[id=-]", "id": null.
-NO_ID = "-"
+class _NoId:
+    """LogLines.message_id while a message without an id is handled: "[id=-]", "id": null.
+    Not the string "-", which a message may use as its id."""
+
+    def __str__(self):
+        return "-"
+
+
+NO_ID = _NoId()
 # How often the access lines of the messages handled meanwhile are written.
 ACCESS_LOG_INTERVAL = 0.1
 RUNTIME_LOGGER = "asya.runtime"
