@@ -237,6 +237,30 @@ class _NoId:
 
 
 NO_ID = _NoId()
+STOP_SIGNALS = frozenset((signal.SIGTERM, signal.SIGINT))
+
+
+def start_helper_thread(target, name, args=()):
+    """Start a daemon thread of the runtime that never takes a stop signal.
+
+    The kernel gives a process-directed SIGTERM to any thread that does not
+    block it. Python runs the handler in the main thread, but only once that
+    thread runs Python code again: a main thread blocked in accept() while a
+    helper thread took the signal would wait there until the next client
+    (seen: an idle runtime ignoring SIGTERM for 30 s). A new thread inherits
+    the signal mask of the thread that creates it, so the stop signals are
+    blocked in the main thread for the moment of the creation only; one that
+    arrives meanwhile waits, and the main thread takes it right after.
+    """
+    import threading
+
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        threading.Thread(target=target, args=args, name=name, daemon=True).start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 # How often the access lines of the messages handled meanwhile are written.
 ACCESS_LOG_INTERVAL = 0.1
 RUNTIME_LOGGER = "asya.runtime"
@@ -295,10 +319,9 @@ class LogLines:
             sys.stderr = _JsonLinesStream(self, "stderr", logging.ERROR)
 
     def start_writer(self):
-        import threading
 
         if self.access_on:
-            threading.Thread(target=self._write_periodically, name="asya-access-log", daemon=True).start()
+            start_helper_thread(self._write_periodically, "asya-access-log")
 
     # -- lines ---------------------------------------------------------------
 
@@ -1416,12 +1439,7 @@ class Deadline:
         import threading
 
         heartbeat = self._start_monitor(log_format)
-        threading.Thread(
-            target=self._watch,
-            args=(threading.main_thread().ident, give_up, heartbeat),
-            name="asya-deadline-watchdog",
-            daemon=True,
-        ).start()
+        start_helper_thread(self._watch, "asya-deadline-watchdog", (threading.main_thread().ident, give_up, heartbeat))
 
     def _start_monitor(self, log_format):
         import subprocess
@@ -1663,7 +1681,6 @@ class ActorServer:
             listener.listen(128)
             os.rename(temp_path, self.socket_path)
             self._socket_inode = os.stat(self.socket_path).st_ino
-            self._write_ready_file()
         except OSError as exc:
             listener.close()
             raise StartupError(
@@ -1673,9 +1690,16 @@ class ActorServer:
         # Accepted sockets start with the default send buffer, as this one
         # does; a reply within half of it is sent without a timeout.
         self._small_reply = min(64 * 1024, listener.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2)
+        # Ready means fully up: the helper threads (and the monitor) run first.
         self.log_lines.start_writer()
         if self.deadline:
             self.deadline.start(self._give_up, self.config.log_format)
+        try:
+            self._write_ready_file()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot write {self.ready_path!r}: {exc.strerror or exc}; check that ASYA_SOCKET_DIR is writable"
+            )
 
     def _write_ready_file(self):
         temp_path = f"{self.ready_path}.{os.getpid()}.tmp"

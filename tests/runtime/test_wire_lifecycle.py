@@ -5,8 +5,10 @@ once the test creates payload["gate"], so every ordering here is set by the
 test itself, never by how long something takes.
 """
 
+import os
 import signal
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +89,28 @@ def test_messages_are_served_one_at_a_time(runtime_factory, tmp_path):
         "in_flight_at_entry": 0,
         "finished_before_entry": 1,
     }
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def blocked_signals(pid, thread_id):
+    """The signals a thread of pid blocks, from /proc/<pid>/task/<tid>/status (SigBlk)."""
+    status = Path(f"/proc/{pid}/task/{thread_id}/status").read_text()
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+    return {number for number in range(1, 65) if mask & (1 << (number - 1))}
+
+
+@pytest.mark.parametrize("env", [{}, {"ASYA_HANDLER_TIMEOUT": "30"}], ids=["access-log", "access-log+deadline"])
+def test_only_the_main_thread_can_take_a_stop_signal(runtime_factory, env):
+    # Otherwise the kernel may hand SIGTERM to a helper thread while the main
+    # thread sits in accept(), and the runtime stops only at the next client.
+    runtime = runtime_factory("echo.echo", "echo", env).wait_until_ready(ready_file=True)
+    threads = sorted(int(tid) for tid in os.listdir(f"/proc/{runtime.pid}/task"))
+    helpers = [tid for tid in threads if tid != runtime.pid]
+
+    assert len(helpers) == (2 if env else 1), "the access-log writer, and the deadline's watchdog"
+    for tid in helpers:
+        assert set(STOP_SIGNALS) <= blocked_signals(runtime.pid, tid), f"thread {tid}"
+    assert not set(STOP_SIGNALS) & blocked_signals(runtime.pid, runtime.pid), "the main thread takes them"
+    assert runtime.stop() == 0
