@@ -319,7 +319,6 @@ class LogLines:
             sys.stderr = _JsonLinesStream(self, "stderr", logging.ERROR)
 
     def start_writer(self):
-
         if self.access_on:
             start_helper_thread(self._write_periodically, "asya-access-log")
 
@@ -354,18 +353,21 @@ class LogLines:
     def _access_line(self, created, message_id, outcome, outputs, seconds):
         milliseconds = seconds * 1e3
         text = f"{outcome} outputs={outputs} duration_ms={milliseconds:.2f}"
-        if self.json:
-            message_id = "null" if message_id is None else _json_string(message_id)
-            return (
-                f'{{"time":"{self._time_text(created)}","level":"INFO","logger":"{RUNTIME_LOGGER}",'
-                f'"message":"{text}","id":{message_id},"outcome":"{outcome}","outputs":{outputs},'
-                f'"duration_ms":{milliseconds:.3f}}}\n'
-            )
-        return f"{self._time_text(created)} INFO asya-runtime: [id={_id_for_log(message_id)}] {text}\n"
+        if not self.json:
+            return self.line(logging.INFO, RUNTIME_LOGGER, text, NO_ID if message_id is None else message_id, created)
+        # Not line()'s json.dumps: every field but the id is known to need no
+        # escaping, and this runs once per message.
+        message_id = "null" if message_id is None else _json_string(message_id)
+        return (
+            f'{{"time":"{self._time_text(created)}","level":"INFO","logger":"{RUNTIME_LOGGER}",'
+            f'"message":"{text}","id":{message_id},"outcome":"{outcome}","outputs":{outputs},'
+            f'"duration_ms":{milliseconds:.3f}}}\n'
+        )
 
-    def line(self, levelno, logger, message, message_id=None, fields=None):
-        """One whole line in this format, newline included."""
-        created = time.time()
+    def line(self, levelno, logger, message, message_id=None, created=None, fields=None):
+        """One whole line in this format, newline included; created defaults to now."""
+        if created is None:
+            created = time.time()
         if self.json:
             entry = {
                 "time": self._time_text(created),
@@ -432,9 +434,7 @@ class _Formatter(logging.Formatter):
             message = f"{message}\n{record.exc_text}"
         if record.stack_info:
             message = f"{message}\n{self.formatStack(record.stack_info)}"
-        line = self.lines.line(
-            record.levelno, record.name, message, getattr(record, "asya_id", None), getattr(record, "asya_fields", None)
-        )
+        line = self.lines.line(record.levelno, record.name, message, getattr(record, "asya_id", None), record.created)
         return line[:-1]  # the handler adds the newline
 
 
@@ -712,10 +712,11 @@ def load_handler_and_instance(spec):
         handler = _get_callable(module, attribute, spec, where)
         if isinstance(handler, type):
             # Calling it would make a new instance per message: a model loaded per message.
+            methods = _public_methods(handler)
             raise HandlerLoadError(
                 "ASYA_HANDLER={!r} names a class, not a function; name the method to call, e.g. "
                 "ASYA_HANDLER={}.{} (the class is then created once; its public methods: {})".format(
-                    spec, spec, (_public_methods(handler) or ["__call__"])[0], ", ".join(_public_methods(handler)) or "none"
+                    spec, spec, (methods or ["__call__"])[0], ", ".join(methods) or "none"
                 )
             )
         return handler, None
@@ -747,8 +748,9 @@ def load_handler_and_instance(spec):
     return _get_callable(instance, attribute, spec, where), instance
 
 
-def _public_methods(cls):
-    return sorted(name for name in dir(cls) if not name.startswith("_") and callable(getattr(cls, name, None)))
+def _public_methods(owner):
+    """The names of owner's public callables (a module's functions and classes, a class's methods)."""
+    return sorted(name for name in dir(owner) if not name.startswith("_") and callable(getattr(owner, name, None)))
 
 
 def _import_handler_module(module_name, spec):
@@ -808,13 +810,11 @@ def _get_callable(owner, attribute, spec, where):
             module_name = owner.__name__
         else:  # a class, or an instance of one
             module_name = (owner if isinstance(owner, type) else type(owner)).__module__
-        callables = sorted(
+        callables = [
             name
-            for name in dir(owner)
-            if not name.startswith("_")
-            and callable(getattr(owner, name, None))
-            and getattr(getattr(owner, name), "__module__", module_name) == module_name
-        )
+            for name in _public_methods(owner)
+            if getattr(getattr(owner, name), "__module__", module_name) == module_name
+        ]
         raise HandlerLoadError(
             "{} has no attribute {!r} named by ASYA_HANDLER={!r}; callables it defines: {}".format(
                 where, attribute, spec, ", ".join(callables) or "none"
@@ -1825,8 +1825,9 @@ class ActorServer:
             return
         except FrameError as exc:
             started = time.perf_counter()  # the frame's reading is the client's time, not counted
-            log.error("%s: %s", CONNECTION_ERROR, exc)
-            self._send(conn, wire_bytes(encode_error(error_reply(CONNECTION_ERROR, exc, dialect))), None)
+            reply = error_reply(CONNECTION_ERROR, exc, dialect)
+            self._log_error(CONNECTION_ERROR, reply, with_traceback=False)
+            self._send(conn, wire_bytes(encode_error(reply)), None)
             if self._access is not None:
                 self._access(None, CONNECTION_ERROR, 0, time.perf_counter() - started)
             return
@@ -1864,8 +1865,11 @@ class ActorServer:
             # heap can reuse its memory for them.
             del result
         except BaseException as exc:  # a handler may raise anything, SystemExit included
-            reply = error_reply(exc.code if isinstance(exc, ProcessingError) else PROCESSING_ERROR, exc, dialect)
-            outcome = self._log_error(reply, exc)
+            runtime_error = isinstance(exc, ProcessingError)
+            code = exc.code if runtime_error else PROCESSING_ERROR
+            reply = error_reply(code, exc, dialect)
+            # The runtime's own errors say all in their message; a handler's exception needs its traceback.
+            outcome = self._log_error(code, reply, with_traceback=not runtime_error)
             outputs = 0
             reply_text = encode_error(reply)
         data = wire_bytes(reply_text)
@@ -1874,14 +1878,14 @@ class ActorServer:
         if self._access is not None:
             self._access(message_id, outcome, outputs, time.perf_counter() - started)
 
-    def _log_error(self, reply, exc):
-        """Log a failed message once, as its reply names it; return that error code."""
+    def _log_error(self, code, reply, with_traceback):
+        """Log a failed message once, naming its error code as the reply does; return that code."""
+        code = self.dialect.code(code)
         details = self.dialect.details(reply)
-        code = reply[0]["error"] if isinstance(reply, list) else reply["error"]
-        if isinstance(exc, (ProcessingError, FrameError)):
-            log.error("%s: %s", code, _for_log(details["message"]))
-        else:  # the handler's own exception: its traceback, trimmed as in the reply
+        if with_traceback:  # trimmed as in the reply
             log.error("%s: %s\n%s", code, _for_log(details["message"]), _cut(details["traceback"].rstrip("\n")))
+        else:
+            log.error("%s: %s", code, _for_log(details["message"]))
         return code
 
     def dispatch(self, envelope):
@@ -1916,7 +1920,7 @@ class ActorServer:
         conn, message_id = in_flight[:2] if in_flight else (None, None)
         where = f"Handler stack when it was given up (most recent call last):\n{stacks[0][1]}"
         reply = error_reply(PROCESSING_ERROR, exc, self.dialect, traceback_text=where)
-        code = self._log_error(reply, ProcessingError(""))
+        code = self._log_error(PROCESSING_ERROR, reply, with_traceback=False)  # every stack follows
         log.error(
             "every thread's stack when the call was given up:\n%s",
             "".join(f"Thread {name} (most recent call last):\n{stack}" for name, stack in stacks).rstrip("\n"),
@@ -2156,7 +2160,7 @@ def call_runtime(environ, text, as_envelope, timeout, parser):
             conn.connect(socket_path)
         except OSError as exc:
             return _call_failed(f"no runtime answers on {socket_path}: {exc.strerror or exc}")
-        conn.sendall(HEADER.pack(len(body)) + body)
+        write_frame(conn, body)
         received = bytearray()
         while True:
             chunk = conn.recv(1024 * 1024)
