@@ -175,8 +175,8 @@ def interleaved(servers, payload, schedule):
     figures for a round come from its own messages only. The ratio to the
     floor is the median of the per-round ratios, each from two servers
     measured side by side in the same round; each server's rate per round is
-    kept as "round_rates", to pair any two servers the same way
-    (paired_rate_ratio).
+    kept as "per_round", to pair any two servers the same way
+    (paired_ratio).
     """
     frame = encode_frame(make_envelope(payload))
     clients = {server.name: Client(server.socket_path, frame) for server in servers}
@@ -205,10 +205,8 @@ def interleaved(servers, payload, schedule):
         results = per_round[name]
         figures = {key: statistics.median(r[key] for r in results) for key in results[0]}
         for key in results[0]:
-            figures[key + "_ratio"] = statistics.median(
-                r[key] / f[key] for r, f in zip(results, floor_rounds)
-            )
-        figures["round_rates"] = [r["msgs_per_s"] for r in results]
+            figures[key + "_ratio"] = paired_ratio(results, floor_rounds, key)
+        figures["per_round"] = results
         messages = rounds * blocks * block
         cpu, faults = process_counters(server.process.pid)
         figures["cpu_us_per_msg"] = (cpu - before[name][0]) / messages * 1e6
@@ -220,11 +218,9 @@ def interleaved(servers, payload, schedule):
     return summary
 
 
-def paired_rate_ratio(summary, name, baseline):
-    """Median over rounds of name's rate / baseline's rate in the same round."""
-    return statistics.median(
-        rate / base for rate, base in zip(summary[name]["round_rates"], summary[baseline]["round_rates"])
-    )
+def paired_ratio(rounds, baseline_rounds, key):
+    """Median over rounds of a figure / the baseline's figure in the same round."""
+    return statistics.median(r[key] / b[key] for r, b in zip(rounds, baseline_rounds))
 
 
 class Session:
@@ -485,7 +481,8 @@ def check_targets(all_results, plan):
             rate = results["small"][f"runtime-{variant}"]["msgs_per_s_ratio"]
             target = f"200 B messages, {variant}: rate >= {least:.2f}x floor"
             lines.append((who, target, f"{rate:.3f}x", rate >= least))
-        cost = 1 - paired_rate_ratio(results["small"], "runtime-deadline", "runtime")
+        small = results["small"]
+        cost = 1 - paired_ratio(small["runtime-deadline"]["per_round"], small["runtime"]["per_round"], "msgs_per_s")
         lines.append(
             (
                 who,
