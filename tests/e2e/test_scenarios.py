@@ -29,6 +29,7 @@ from releases import (
     TWO_TREES,
 )
 
+from asya_testkit.logs import access_entries, json_records
 from asya_testkit.wait import wait_for
 
 # Missing tools skip the whole module with one line (the backend fixture
@@ -169,16 +170,16 @@ def test_handler_exception_sends_the_message_to_error_end_and_the_actor_keeps_se
 
     # logFormat: json. Every line of the runtime container's log is one object;
     # the exception is logged once, with the message id and the user's frames.
-    def access_records():
-        lines = backend.logs(RAISES, RUNTIME_CONTAINER).splitlines()
-        records = [json.loads(line) for line in lines]
-        return records if any(r.get("outcome") == "ok" and r.get("id") == "good-1" for r in records) else None
+    def records_once_good_1_is_logged():
+        records = json_records(backend.logs(RAISES, RUNTIME_CONTAINER).splitlines())
+        done = any(entry["id"] == "good-1" and entry["outcome"] == "ok" for entry in access_entries(records))
+        return records if done else None
 
-    records = wait_for(access_records, "good-1's access line in the runtime's JSON log")
+    records = wait_for(records_once_good_1_is_logged, "good-1's access line in the runtime's JSON log")
     errors = [r for r in records if r["level"] == "ERROR"]
     assert len(errors) == 1 and errors[0]["id"] == "bad-1", errors
     assert "require_amount" in errors[0]["message"] and "asya_runtime.py" not in errors[0]["message"]
-    outcomes = {r["id"]: r["outcome"] for r in records if "outcome" in r}
+    outcomes = {entry["id"]: entry["outcome"] for entry in access_entries(records)}
     assert outcomes == {"bad-1": "processing_error", "good-1": "ok"}
 
 
