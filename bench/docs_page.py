@@ -360,7 +360,11 @@ when it went in:
 - **Connections as the C socket type**: `socket.accept()` wraps each descriptor in
   `socket.socket`, whose Python-level `__init__` and `close()` cost 2-4 µs per message;
   the runtime wraps it in `socket.SocketType` with the listener's family, type and
-  protocol, which makes no system call.
+  protocol, which makes no system call. It reads those three once, as integers: the
+  listener's `family` and `type` are properties that build an enum member on every
+  read, which `socket.accept()` does for each connection (under callgrind, reading
+  them once took a 1 KiB message from 190,000 to 172,000 instructions in the runtime
+  process on 3.7, and from 146,000 to 136,000 on 3.13; the floor: 186,000 and 153,000).
 - **Replies on the C encoder's faster path**: when the request was plain ASCII (no
   escape at all, like a base64 blob), the reply is encoded with `ensure_ascii=True`,
   which CPython encodes 15-80% faster; if the result holds no backslash, nothing was

@@ -1652,6 +1652,8 @@ class ActorServer:
         self.socket_path = os.path.join(config.socket_dir, SOCKET_NAME)
         self.ready_path = os.path.join(config.socket_dir, READY_FILE_NAME)
         self._listener = None
+        self._accept_descriptor = None
+        self._socket_kind = None
         self._socket_inode = None
         self._stopping = False
         self._small_reply = 0
@@ -1687,6 +1689,8 @@ class ActorServer:
                 f"cannot listen on {self.socket_path!r}: {exc.strerror or exc}; check that ASYA_SOCKET_DIR is writable"
             )
         self._listener = listener
+        self._accept_descriptor = getattr(listener, "_accept", None)
+        self._socket_kind = (int(listener.family), int(listener.type), listener.proto)
         # Accepted sockets start with the default send buffer, as this one
         # does; a reply within half of it is sent without a timeout.
         self._small_reply = min(64 * 1024, listener.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2)
@@ -1793,15 +1797,16 @@ class ActorServer:
 
         socket.socket's Python-level __init__ and close() are a measurable
         part of a small message's round trip (docs/performance.md); passing
-        family, type and protocol makes the wrap free of system calls. The
-        private _accept is CPython's; without it the public accept() serves.
+        family, type and protocol makes the wrap free of system calls. They
+        are read once, as plain integers: on the listener they are properties
+        that build an enum member on every read. The private _accept is
+        CPython's; without it the public accept() serves.
         """
-        listener = self._listener
-        accept_descriptor = getattr(listener, "_accept", None)
+        accept_descriptor = self._accept_descriptor
         if accept_descriptor is None:
-            return listener.accept()[0]
-        descriptor, _ = accept_descriptor()
-        return socket.SocketType(listener.family, listener.type, listener.proto, descriptor)
+            return self._listener.accept()[0]
+        family, kind, protocol = self._socket_kind
+        return socket.SocketType(family, kind, protocol, accept_descriptor()[0])
 
     # -- one message ---------------------------------------------------------
 
