@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import re
+import select
 import signal
 import socket
 import stat
@@ -280,6 +281,13 @@ class LogLines:
     queued lines every ACCESS_LOG_INTERVAL with one system call, which costs
     a small message far less than a log record would (docs/performance.md).
     Any other record first writes the queued lines, so lines keep their order.
+
+    A signal handler must not write to stderr itself: Python runs it in the
+    main thread, possibly inside that thread's own write to the same stream
+    (a full pipe makes the write wait), and the nested write fails with
+    "reentrant call" (seen in CI: the stop line lost, a logging error
+    printed, and the exception raised inside a handler's log call). notice()
+    therefore queues a whole line and wakes the same thread through a pipe.
     """
 
     def __init__(self, log_format="text", level="INFO", access_log=False):
@@ -291,6 +299,7 @@ class LogLines:
         self._stream = sys.stderr
         self._lock = None  # made by install(), with the writer thread's module
         self._second = None  # (whole second, its text): access lines in a second share it
+        self._wake = None  # (read end, write end) of the writer thread's wake-up pipe
 
     # -- set-up --------------------------------------------------------------
 
@@ -319,8 +328,11 @@ class LogLines:
             sys.stderr = _JsonLinesStream(self, "stderr", logging.ERROR)
 
     def start_writer(self):
-        if self.access_on:
-            start_helper_thread(self._write_periodically, "asya-access-log")
+        """The thread that writes queued lines: every ACCESS_LOG_INTERVAL while
+        access lines are on, and whenever notice() wakes it."""
+        self._wake = os.pipe()
+        os.set_blocking(self._wake[1], False)  # a signal handler must never wait on it
+        start_helper_thread(self._write_queued, "asya-log-writer")
 
     # -- lines ---------------------------------------------------------------
 
@@ -328,23 +340,40 @@ class LogLines:
         """Queue the access line of one message (the hot path: no formatting here)."""
         self._pending.append((time.time(), message_id, outcome, outputs, seconds))
 
+    def notice(self, levelno, message):
+        """A runtime line from a signal handler: queued whole, written by the writer thread.
+
+        Only a deque append and a non-blocking write to a pipe happen here,
+        both safe wherever the signal interrupted the main thread.
+        """
+        self._pending.append(self.line(levelno, RUNTIME_LOGGER, message, self.message_id))
+        if self._wake is not None:
+            try:
+                os.write(self._wake[1], b"\0")
+            except OSError:  # the pipe is full: the thread is awake already
+                pass
+
     def flush_access(self):
-        """Write the queued access lines. Always under the lock, even when the
-        queue looks empty: the writer thread may hold lines it has taken but
-        not yet written, and a record must not overtake them."""
+        """Write the queued lines (access lines and notices). Always under the
+        lock, even when the queue looks empty: the writer thread may hold lines
+        it has taken but not yet written, and a record must not overtake them."""
         if self._lock is None:  # never installed: nothing is queued
             return
         with self._lock:
             lines = []
             pending = self._pending
             while pending:
-                lines.append(self._access_line(*pending.popleft()))
+                entry = pending.popleft()
+                lines.append(entry if entry.__class__ is str else self._access_line(*entry))
             if lines:
                 self._write("".join(lines))
 
-    def _write_periodically(self):
+    def _write_queued(self):
+        wake = self._wake[0]
+        interval = ACCESS_LOG_INTERVAL if self.access_on else None
         while True:
-            time.sleep(ACCESS_LOG_INTERVAL)
+            if select.select([wake], [], [], interval)[0]:
+                os.read(wake, 512)
             try:
                 self.flush_access()
             except Exception:  # a closed stderr must not end the thread with a traceback per line
@@ -1720,18 +1749,18 @@ class ActorServer:
         """
         self._stopping = True
         if _signal_args:
-            self._log_stop(_signal_args[0])
+            self._notice_stop(_signal_args[0])
         if self._listener is not None:
             try:
                 self._listener.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
-    def _log_stop(self, signum):
+    def _notice_stop(self, signum):
         name = signal.Signals(signum).name
         in_flight = self._in_flight
         if in_flight is None:
-            log.info("%s: stopping; no message in flight", name)
+            self.log_lines.notice(logging.INFO, f"{name}: stopping; no message in flight")
             return
         _, message_id, started = in_flight
         running = time.perf_counter() - started
@@ -1739,13 +1768,10 @@ class ActorServer:
             limit = f"its deadline is {max(0.0, self.config.handler_timeout - running):.1f} s away"
         else:
             limit = "it has no deadline (ASYA_HANDLER_TIMEOUT is off)"
-        log.info(
-            "%s: stopping after the message in flight: waiting for the handler's call on message %s "
-            "(running for %.1f s; %s) to return and its reply to be sent",
-            name,
-            _id_for_log(message_id),
-            running,
-            limit,
+        self.log_lines.notice(
+            logging.INFO,
+            f"{name}: stopping after the message in flight: waiting for the handler's call on message "
+            f"{_id_for_log(message_id)} (running for {running:.1f} s; {limit}) to return and its reply to be sent",
         )
 
     def close(self):

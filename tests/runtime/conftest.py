@@ -54,10 +54,10 @@ def socket_dir():
 
 @pytest.fixture
 def runtime_factory(python, socket_dir, tmp_path):
-    """start(handler, scenario, **env) -> a ready RuntimeProcess; all are killed at teardown."""
+    """start(handler, scenario, env, **RuntimeProcess options) -> a ready RuntimeProcess; all are killed at teardown."""
     started = []
 
-    def start(handler, scenario, env=None, wait=True, directory=None, python=python):
+    def start(handler, scenario, env=None, wait=True, directory=None, python=python, **options):
         runtime = RuntimeProcess(
             handler,
             python=python,
@@ -65,6 +65,7 @@ def runtime_factory(python, socket_dir, tmp_path):
             socket_dir=directory or socket_dir,
             log_path=tmp_path / f"runtime-{len(started)}.log",
             env=env,
+            **options,
         )
         started.append(runtime)
         runtime.start()

@@ -28,6 +28,7 @@ from asya_testkit.logs import (
     wait_for_line,
 )
 from asya_testkit.process import clean_environment, run_to_exit
+from asya_testkit.wait import wait_for
 from asya_testkit.wire import call, envelope_for, reply_error, reply_outputs
 
 HANDLERS_DIR = Path(__file__).resolve().parent / "handlers"
@@ -261,6 +262,35 @@ def test_sigterm_during_a_call_says_what_the_runtime_waits_for(runtime_factory, 
     (entry,) = [entry for entry in access_entries(log) if entry["id"] == "slow-1"]
     assert entry["outcome"] == "ok"
     assert entry["duration_ms"] >= held_ms - 0.01, "the access line times the whole call"
+
+
+@pytest.mark.parametrize("log_format", FORMATS)
+def test_sigterm_while_the_runtime_waits_on_a_full_stderr_pipe_loses_no_line(runtime_factory, tmp_path, log_format):
+    """The stop signal lands inside the main thread's own write to stderr (in
+    CI it hit the write of the ready line; here a log reader that fell behind
+    holds the write): the stop line must still come, after the handler's
+    record and whole, and no logging error may appear."""
+    runtime = runtime_factory("slow.log_a_big_record", "slow", {"ASYA_LOG_FORMAT": log_format}, piped_output=True)
+    runtime.output.hold()
+    message = GatedMessage(tmp_path, "big-line", message_id="big-1").send(runtime.socket_path)
+    wait_for(runtime.output.full, "the runtime's stderr pipe to fill")
+
+    runtime.send_signal(signal.SIGTERM)
+    # Taken means the waiting write has returned to the runtime with the rest
+    # of the record still to write: the signal's handler runs right there.
+    wait_for(lambda: not runtime.signal_pending(signal.SIGTERM), "the runtime to take SIGTERM")
+    runtime.output.release()
+
+    assert message.reply()["status"] == "ok"
+    assert runtime.wait_exit() == 0
+    assert "Logging error" not in runtime.log_text() and "reentrant" not in runtime.log_text()
+    log = records(runtime.log_lines(), log_format)
+    (big,) = [record for record in log if record["message"].startswith("xxx")]
+    assert big["message"] == "x" * (1 << 20) and big["id"] == "big-1"
+    (stopping,) = [record for record in log if "stopping after the message in flight" in record["message"]]
+    assert stopping["id"] == "big-1"
+    stopped = [record["message"].startswith("stopped:") for record in log].index(True)
+    assert log.index(big) < log.index(stopping) < stopped
 
 
 def json_startup_environment(socket_dir, handler="echo.echo", scenario="echo", **changes):

@@ -4,13 +4,17 @@ Output goes to a log file the test can read. Socket directories live under a
 short /tmp path because a Unix socket address holds at most 107 bytes.
 """
 
+import fcntl
 import os
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
+import threading
 from pathlib import Path
 
 from .interpreters import COVERAGE_IN_CHILDREN
@@ -50,16 +54,70 @@ def proc_status_kib(pid, field):
     raise RuntimeError(f"no {field} for pid {pid}")
 
 
-class ChildProcess:
-    """One command run with stdin closed and stdout+stderr in log_path."""
+F_GETPIPE_SZ = 1032  # fcntl.F_GETPIPE_SZ, named by the module only from Python 3.10
 
-    def __init__(self, argv, env, log_path, label="process", cwd=None, **popen_options):
+
+class PipedOutput:
+    """A process's output through a pipe that a thread of the test copies into
+    the log file, as a container runtime reads a container's output.
+
+    hold() stops the copying, as a log reader that fell behind: the pipe fills
+    and the process's next write to it waits until release().
+    """
+
+    def __init__(self, log_path):
+        self.log_path = log_path
+        self.read_end, self.write_end = os.pipe()
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._copier = threading.Thread(target=self._copy, name=f"output of {log_path.name}", daemon=True)
+
+    def start(self):
+        """Once the process has its copy of the write end."""
+        os.close(self.write_end)
+        self._copier.start()
+
+    def _copy(self):
+        with open(str(self.log_path), "ab") as log:
+            while True:
+                self._flowing.wait()
+                chunk = os.read(self.read_end, 65536)
+                if not chunk:  # every writer is gone
+                    break
+                log.write(chunk)
+                log.flush()
+        os.close(self.read_end)
+
+    def hold(self):
+        self._flowing.clear()
+
+    def release(self):
+        self._flowing.set()
+
+    def full(self):
+        queued = struct.unpack("i", fcntl.ioctl(self.read_end, termios.FIONREAD, b"\0\0\0\0"))[0]
+        return queued >= fcntl.fcntl(self.read_end, F_GETPIPE_SZ)
+
+    def finish(self, timeout=HANG_GUARD_SECONDS):
+        """After the process exited: wait until all it wrote is in the log file."""
+        self.release()
+        self._copier.join(timeout)
+
+
+class ChildProcess:
+    """One command run with stdin closed and stdout+stderr in log_path.
+
+    piped_output: the output reaches log_path through a PipedOutput (self.output).
+    """
+
+    def __init__(self, argv, env, log_path, label="process", cwd=None, piped_output=False, **popen_options):
         self.argv = [str(part) for part in argv]
         self.env = env
         self.log_path = Path(log_path)
         self.label = label
         self.cwd = cwd
         self.popen_options = popen_options
+        self.output = PipedOutput(self.log_path) if piped_output else None
         self.process = None
 
     def start(self):
@@ -69,11 +127,18 @@ class ChildProcess:
                 env=self.env,
                 cwd=None if self.cwd is None else str(self.cwd),
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=log if self.output is None else self.output.write_end,
                 stderr=subprocess.STDOUT,
                 **self.popen_options,
             )
+        if self.output is not None:
+            self.output.start()
         return self
+
+    def _exited(self, code):
+        if self.output is not None:
+            self.output.finish()
+        return code
 
     @property
     def pid(self):
@@ -95,10 +160,18 @@ class ChildProcess:
         if self.alive():
             self.process.send_signal(signum)
 
+    def signal_pending(self, signum):
+        """Whether signum was sent to the process and no thread has taken it yet."""
+        with open(f"/proc/{self.pid}/status") as status:
+            for line in status:
+                if line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16) >> (signum - 1) & 1:
+                    return True
+        return False
+
     def wait_exit(self, timeout=HANG_GUARD_SECONDS):
         """The exit code; AssertionError (with the log) if it is still running after timeout."""
         try:
-            return self.process.wait(timeout=timeout)
+            return self._exited(self.process.wait(timeout=timeout))
         except subprocess.TimeoutExpired:
             raise AssertionError(f"{self.label} still running after {timeout:g}s; log:\n{self.log_text()}") from None
 
@@ -109,7 +182,7 @@ class ChildProcess:
         """
         self.send_signal(signum)
         try:
-            return self.process.wait(timeout=timeout)
+            return self._exited(self.process.wait(timeout=timeout))
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(f"{self.label} ignored signal {signum} for {timeout:g} s") from None
@@ -117,7 +190,7 @@ class ChildProcess:
     def kill(self):
         if self.alive():
             self.process.kill()
-            self.process.wait()
+            self._exited(self.process.wait())
 
     def close(self):
         """Teardown: SIGTERM, then SIGKILL if it lingers; never raises for a stuck process."""
@@ -145,6 +218,7 @@ class RuntimeProcess(ChildProcess):
     user/umask go to Popen; cwd defaults to the work directory.
     private_copy: the runtime and the pythonpath directories are copied into
     the work directory, world-readable, for a runtime run as another user.
+    piped_output: see ChildProcess.
     """
 
     def __init__(
@@ -162,6 +236,7 @@ class RuntimeProcess(ChildProcess):
         inherit_environment=True,
         private_copy=False,
         script=RUNTIME_SCRIPT,
+        piped_output=False,
     ):
         self.workdir = short_temp_dir()
         self.socket_dir = self.workdir / (socket_dir or "sock")
@@ -201,6 +276,7 @@ class RuntimeProcess(ChildProcess):
             log_path or self.workdir / "runtime.log",
             label="runtime",
             cwd=cwd or self.workdir,
+            piped_output=piped_output,
             **popen_options,
         )
         self.python = python

@@ -34,3 +34,11 @@ def wait_for_gate(payload):
         "in_flight_at_entry": in_flight_at_entry,
         "finished_before_entry": finished_before_entry,
     }
+
+
+def log_a_big_record(payload):
+    """Log one record of 1 MiB: more than a pipe holds, so a write that can wait."""
+    import logging
+
+    logging.getLogger("slow").info("%s", "x" * (1 << 20))
+    return {"tag": payload.get("tag")}
