@@ -346,6 +346,8 @@ class LogLines:
         Only a deque append and a non-blocking write to a pipe happen here,
         both safe wherever the signal interrupted the main thread.
         """
+        if levelno < logging.getLevelName(self.level):  # as a record of this level would be
+            return
         self._pending.append(self.line(levelno, RUNTIME_LOGGER, message, self.message_id))
         if self._wake is not None:
             try:
@@ -353,7 +355,7 @@ class LogLines:
             except OSError:  # the pipe is full: the thread is awake already
                 pass
 
-    def flush_access(self):
+    def flush_queued(self):
         """Write the queued lines (access lines and notices). Always under the
         lock, even when the queue looks empty: the writer thread may hold lines
         it has taken but not yet written, and a record must not overtake them."""
@@ -375,7 +377,7 @@ class LogLines:
             if select.select([wake], [], [], interval)[0]:
                 os.read(wake, 512)
             try:
-                self.flush_access()
+                self.flush_queued()
             except Exception:  # a closed stderr must not end the thread with a traceback per line
                 pass
 
@@ -476,7 +478,7 @@ class _InOrderHandler(logging.StreamHandler):
 
     def emit(self, record):
         try:
-            self.lines.flush_access()
+            self.lines.flush_queued()
         except Exception:
             pass
         logging.StreamHandler.emit(self, record)
@@ -520,7 +522,7 @@ class _JsonLinesStream:
     def _emit(self, line):
         lines = self.lines
         with lines._lock:
-            lines.flush_access()
+            lines.flush_queued()
             lines._write(lines.line(self.levelno, self.name, line, lines.message_id))
 
     @property
@@ -1780,7 +1782,7 @@ class ActorServer:
         if self._listener is not None:
             self._listener.close()
         self.caller.close()
-        self.log_lines.flush_access()
+        self.log_lines.flush_queued()
 
     def _remove_own_files(self):
         try:
@@ -1961,7 +1963,7 @@ class ActorServer:
         if self._access is not None:
             self._access(message_id, code, 0, time.perf_counter() - in_flight[2] if in_flight else 0.0)
         self._remove_own_files()
-        self.log_lines.flush_access()
+        self.log_lines.flush_queued()
         logging.shutdown()
 
 

@@ -133,6 +133,16 @@ def test_the_access_line_is_off_with_asya_access_log_0_or_a_level_above_info(
     assert [record["level"] for record in records_of(log, "quiet-2")] == ["ERROR"]
 
 
+def test_at_warning_a_stop_writes_no_info_line(runtime_factory):
+    """The stop line is queued by the signal handler, not made by logging: the level must still hold."""
+    runtime = start_speaker(runtime_factory, "text", ASYA_LOG_LEVEL="WARNING")
+    speak(runtime, "quiet-1", "hush", say=["root_logger_warning"])
+
+    log = stopped_records(runtime, "text")
+
+    assert [record["level"] for record in log] == ["WARNING"], log
+
+
 @pytest.mark.parametrize("log_format", FORMATS)
 def test_an_access_line_comes_before_the_records_of_the_next_message(runtime_factory, log_format):
     runtime = start_speaker(runtime_factory, log_format)
