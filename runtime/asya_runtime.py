@@ -294,7 +294,8 @@ class LogLines:
         self.json = log_format == "json"
         self.level = level
         self.message_id = None  # of the message being handled
-        self.access_on = access_log and logging.getLevelName(level) <= logging.INFO
+        self.levelno = logging.getLevelName(level)
+        self.access_on = access_log and self.levelno <= logging.INFO
         self._pending = collections.deque()
         self._stream = sys.stderr
         self._lock = None  # made by install(), with the writer thread's module
@@ -346,7 +347,7 @@ class LogLines:
         Only a deque append and a non-blocking write to a pipe happen here,
         both safe wherever the signal interrupted the main thread.
         """
-        if levelno < logging.getLevelName(self.level):  # as a record of this level would be
+        if levelno < self.levelno:  # as a record of this level would be
             return
         self._pending.append(self.line(levelno, RUNTIME_LOGGER, message, self.message_id))
         if self._wake is not None:

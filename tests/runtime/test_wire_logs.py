@@ -10,6 +10,7 @@ way user code does. The access lines are written by a background thread, so
 the tests wait for them, or stop the runtime, which writes every pending line.
 """
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -29,7 +30,16 @@ from asya_testkit.logs import (
 )
 from asya_testkit.process import clean_environment, run_to_exit
 from asya_testkit.wait import wait_for
-from asya_testkit.wire import call, envelope_for, reply_error, reply_outputs
+from asya_testkit.wire import (
+    call,
+    connect,
+    encode_envelope,
+    envelope_for,
+    frame,
+    read_reply,
+    reply_error,
+    reply_outputs,
+)
 
 HANDLERS_DIR = Path(__file__).resolve().parent / "handlers"
 
@@ -275,14 +285,15 @@ def test_sigterm_during_a_call_says_what_the_runtime_waits_for(runtime_factory, 
 
 
 @pytest.mark.parametrize("log_format", FORMATS)
-def test_sigterm_while_the_runtime_waits_on_a_full_stderr_pipe_loses_no_line(runtime_factory, tmp_path, log_format):
+def test_sigterm_while_the_runtime_waits_on_a_full_stderr_pipe_loses_no_line(runtime_factory, log_format):
     """The stop signal lands inside the main thread's own write to stderr (in
     CI it hit the write of the ready line; here a log reader that fell behind
     holds the write): the stop line must still come, after the handler's
     record and whole, and no logging error may appear."""
     runtime = runtime_factory("slow.log_a_big_record", "slow", {"ASYA_LOG_FORMAT": log_format}, piped_output=True)
     runtime.output.hold()
-    message = GatedMessage(tmp_path, "big-line", message_id="big-1").send(runtime.socket_path)
+    client = connect(runtime.socket_path)
+    client.sendall(frame(encode_envelope(envelope_for({"tag": "big-line"}, id="big-1"))))
     wait_for(runtime.output.full, "the runtime's stderr pipe to fill")
 
     runtime.send_signal(signal.SIGTERM)
@@ -291,7 +302,8 @@ def test_sigterm_while_the_runtime_waits_on_a_full_stderr_pipe_loses_no_line(run
     wait_for(lambda: not runtime.signal_pending(signal.SIGTERM), "the runtime to take SIGTERM")
     runtime.output.release()
 
-    assert message.reply()["status"] == "ok"
+    with client:
+        assert json.loads(read_reply(client))["status"] == "ok"
     assert runtime.wait_exit() == 0
     assert "Logging error" not in runtime.log_text() and "reentrant" not in runtime.log_text()
     log = records(runtime.log_lines(), log_format)

@@ -46,12 +46,17 @@ def clean_environment(**overrides):
     return env
 
 
-def proc_status_kib(pid, field):
+def proc_status_value(pid, field):
+    """The first word after field (e.g. "VmRSS:") in /proc/<pid>/status."""
     with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith(field):
-                return int(line.split()[1])
+                return line.split()[1]
     raise RuntimeError(f"no {field} for pid {pid}")
+
+
+def proc_status_kib(pid, field):
+    return int(proc_status_value(pid, field))
 
 
 F_GETPIPE_SZ = 1032  # fcntl.F_GETPIPE_SZ, named by the module only from Python 3.10
@@ -162,11 +167,9 @@ class ChildProcess:
 
     def signal_pending(self, signum):
         """Whether signum was sent to the process and no thread has taken it yet."""
-        with open(f"/proc/{self.pid}/status") as status:
-            for line in status:
-                if line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16) >> (signum - 1) & 1:
-                    return True
-        return False
+        # SigPnd: sent to one thread; ShdPnd: sent to the process (kill).
+        pending = (int(proc_status_value(self.pid, field), 16) for field in ("SigPnd:", "ShdPnd:"))
+        return any(mask >> (signum - 1) & 1 for mask in pending)
 
     def wait_exit(self, timeout=HANG_GUARD_SECONDS):
         """The exit code; AssertionError (with the log) if it is still running after timeout."""
